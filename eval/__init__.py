@@ -1,0 +1,1 @@
+"""tierwise.eval: routing datasets, the cost model, splits, metrics and baselines."""

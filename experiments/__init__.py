@@ -1,0 +1,1 @@
+"""tierwise.experiments: the CLI, Optuna studies and MLflow tracking."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `tierwise` CLI, one module each."""

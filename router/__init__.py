@@ -1,0 +1,10 @@
+"""tierwise.router: the production part — embed prompts, predict each tier's quality, decide, load artifacts.
+
+Light dependencies only; never imports ``eval``, ``experiments``, optuna or mlflow.
+"""
+
+from router.errors import ArtifactError, ConfigError, DataError, TierwiseError
+
+__all__ = ["ArtifactError", "ConfigError", "DataError", "TierwiseError", "__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,40 @@
+"""ruff and mypy run inside the suite so that `make test` ends with pytest's summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        [str(BIN / "ruff"), "check", "."],
+        [str(BIN / "mypy"), "router", "eval", "experiments"],
+    ],
+    ids=["ruff", "mypy"],
+)
+def test_static_checks_are_clean(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_router_never_imports_training_stack() -> None:
+    """router/ is what production installs: it must not pull eval, experiments, optuna or mlflow."""
+    code = (
+        "import sys, router, router.errors, router.schema\n"
+        "import pkgutil, importlib\n"
+        "for m in pkgutil.walk_packages(router.__path__, 'router.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('eval', 'experiments', 'optuna', 'mlflow', 'torch', 'sentence_transformers', 'pandas')]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
