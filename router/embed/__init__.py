@@ -1,0 +1,33 @@
+"""Prompt embedders: a small contract, a registry by short name, and the built-in embedders.
+
+``get_embedder("minilm")`` (default), ``get_embedder("sentence-transformers:/path/to/model")`` and
+``get_embedder("hashing:64")`` (deterministic, no torch; for tests). Importing this package never
+imports torch: models load when an embedder is built.
+"""
+
+from router.embed import hashing as _hashing
+from router.embed import sentence as _sentence
+from router.embed.base import (
+    Embedder,
+    available_embedders,
+    get_embedder,
+    l2_normalize,
+    register_embedder,
+)
+from router.embed.hashing import HashingEmbedder
+from router.embed.sentence import SentenceTransformerEmbedder
+
+DEFAULT_EMBEDDER = "minilm"
+
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "Embedder",
+    "HashingEmbedder",
+    "SentenceTransformerEmbedder",
+    "available_embedders",
+    "get_embedder",
+    "l2_normalize",
+    "register_embedder",
+]
+
+del _hashing, _sentence  # imported for their registrations
