@@ -94,6 +94,12 @@ def _checked_arrays(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
                 f"{aio.fmt_bytes(aio.MAX_MEMBER_BYTES)}; store a smaller dtype or fewer rows"
             )
         out[name] = arr
+    total = sum(a.nbytes for a in out.values())
+    if total > aio.MAX_MEMBER_BYTES:  # arrays.npz is one member: load_artifact would refuse it
+        raise ArtifactError(
+            f"`arrays` hold {aio.fmt_bytes(total)} together, more than the artifact limit "
+            f"{aio.fmt_bytes(aio.MAX_MEMBER_BYTES)}; store smaller dtypes or fewer rows"
+        )
     return out
 
 

@@ -226,6 +226,10 @@ class ArtifactSource:
                 "written by save_artifact"
             )
         self.kind = "single_file"
+        if path.name == MANIFEST_NAME:
+            raise ArtifactError(
+                f"{path} is the manifest inside an artifact; pass its directory {path.parent}"
+            )
         try:
             self.zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError):

@@ -399,6 +399,12 @@ def test_not_an_artifact_is_refused(tmp_path: Path, make, match: str) -> None:
         artifact_info(path)
 
 
+def test_passing_the_manifest_instead_of_its_directory_says_so(tmp_path: Path) -> None:
+    path = save_artifact(tmp_path / "a", PAYLOAD, {})
+    with pytest.raises(ArtifactError, match=r"is the manifest inside an artifact; pass its dir"):
+        load_artifact(path / "manifest.json")
+
+
 def test_artifact_modules_import_only_stdlib_numpy_and_pydantic() -> None:
     """The production loader must not drag in anything beyond the core install."""
     root = Path(__file__).resolve().parents[1]
