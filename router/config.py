@@ -1,0 +1,65 @@
+"""The router's typed config: which embedder, normalization, predictor, calibration and policy."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from router.normalize import NormalizationConfig
+from router.schema import StrictModel
+
+
+class EmbedderConfig(StrictModel):
+    """`name`: a registered embedder spec, e.g. "minilm", "sentence-transformers:<name or path>"."""
+
+    name: str = "minilm"
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
+class PredictorConfig(StrictModel):
+    """A registered quality predictor by short name, with its hyperparameters."""
+
+    name: str = "knn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CalibrationConfig(StrictModel):
+    method: Literal["isotonic", "platt", "none"] = "isotonic"
+
+
+class KnobSelection(StrictModel):
+    """How the policy's knob is set when not given: the cheapest calibration-split knob whose mean
+    quality reaches `quality_fraction` of the reference model's (naive rule; a `target` with a
+    confidence certifies it instead)."""
+
+    quality_fraction: float = Field(0.95, gt=0, le=1.5)
+    reference: str = "best"
+
+
+class PolicyConfig(StrictModel):
+    name: str = "utility"
+    params: dict[str, Any] = Field(default_factory=dict)
+    knob: float | None = None
+    select: KnobSelection = Field(default_factory=KnobSelection)
+    grid_size: int = Field(101, ge=3, le=2001)
+
+
+class CostConfig(StrictModel):
+    """Expected cost per prompt and model: from prices and predicted tokens where the data has
+    tokens, else a per-model fit of logged cost on prompt length."""
+
+    predict_output_tokens: bool = True
+    chars_per_token: float = Field(4.0, gt=0)
+
+
+class RouterConfig(StrictModel):
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    predictor: PredictorConfig = Field(default_factory=PredictorConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    max_prompt_chars: int = Field(100_000, ge=1)
+    cache_dir: str | None = None
+    seed: int = 0

@@ -1,0 +1,254 @@
+"""The learned router: embed prompts, predict each tier's success, pick by policy.
+
+``Router.fit(train, calibration)`` learns from labelled traffic (any object with ``prompts``,
+``models``, ``quality``, ``cost`` and optional ``input_tokens`` / ``output_tokens``: the eval
+package's RoutingDataset fits), ``route(prompts)`` decides, ``save``/``load`` (router.persist)
+round-trip through the safe artifact format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from router.calibration import Calibrator
+from router.config import RouterConfig
+from router.decision import Decision
+from router.embed import Embedder, get_embedder
+from router.errors import ConfigError, DataError
+from router.expected_cost import ExpectedCostModel, prompt_chars
+from router.normalize import Normalizer
+from router.policies import Policy, get_policy, reference_cost
+from router.predictors import QualityPredictor, get_predictor
+from router.predictors.base import FloatArray
+from router.pricing import PriceTable
+from router.prompts import validate_batch
+
+IntArray = npt.NDArray[np.int64]
+
+
+class TrafficData(Protocol):
+    """What ``fit`` reads from a labelled dataset."""
+
+    prompts: tuple[str, ...]
+    models: tuple[str, ...]
+    quality: FloatArray
+    cost: FloatArray
+    input_tokens: FloatArray | None
+    output_tokens: FloatArray | None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A policy swept over its knob grid on one dataset: one row of choices per knob."""
+
+    knobs: FloatArray
+    choices: IntArray  # (k, n)
+    p_success: FloatArray  # (n, m) calibrated
+    expected_cost: FloatArray  # (n, m)
+
+
+def realized_curve(quality: FloatArray, cost: FloatArray, choices: IntArray) -> FloatArray:
+    """Mean quality and mean cost of each row of ``choices`` ((k, n) → (k, 2))."""
+    rows = np.arange(quality.shape[0])
+    return np.stack([quality[rows, choices].mean(axis=1), cost[rows, choices].mean(axis=1)], axis=1)
+
+
+def select_knob(knobs: FloatArray, curve: FloatArray, target_quality: float) -> int:
+    """Index of the cheapest knob whose mean quality reaches the target (else the best quality)."""
+    ok = np.flatnonzero(curve[:, 0] >= target_quality - 1e-12)
+    if ok.size == 0:
+        return int(np.argmax(curve[:, 0]))
+    return int(ok[np.argmin(curve[ok, 1])])
+
+
+class Router:
+    """Embed → predict P(success) per tier → calibrate → expected cost → policy."""
+
+    def __init__(self, config: RouterConfig | None = None, *, embedder: Embedder | None = None):
+        self.config = config or RouterConfig()
+        self._embedder = embedder
+        self._cache: Any = None
+        self.certificate_: dict[str, Any] | None = None
+        self.manifest_: dict[str, Any] | None = None
+
+    # -- embedding -------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = get_embedder(self.config.embedder.name)
+        return self._embedder
+
+    def _normalizer(self) -> Normalizer:
+        return Normalizer.for_embedder(self.config.normalization, self.embedder)
+
+    def embed(self, prompts: Sequence[str], *, progress: bool = False) -> FloatArray:
+        from router.cache import EmbeddingCache, embed_with_cache
+
+        if self._cache is None and self.config.cache_dir:
+            self._cache = EmbeddingCache(self.config.cache_dir)
+        X = embed_with_cache(
+            self.embedder,
+            self._normalizer(),
+            list(prompts),
+            self._cache,
+            progress=progress,
+            batch_size=self.config.embedder.batch_size,
+        )
+        return np.asarray(X, dtype=np.float32)
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(
+        self,
+        train: TrafficData,
+        calibration: TrafficData,
+        *,
+        prices: PriceTable | None = None,
+        progress: bool = False,
+    ) -> Router:
+        """Fit the predictor on ``train``; calibrate and set the knob on ``calibration``."""
+        if tuple(train.models) != tuple(calibration.models):
+            raise DataError("`train` and `calibration` must have the same models in the same order")
+        if len(train.prompts) < 2 or len(calibration.prompts) < 2:
+            raise DataError("`fit` needs at least 2 train and 2 calibration prompts")
+        cfg = self.config
+        self.models_ = tuple(train.models)
+        self.embedder_identity_ = self.embedder.identity
+        self.dim_ = self.embedder.dim
+        X_tr = self.embed(train.prompts, progress=progress)
+        X_cal = self.embed(calibration.prompts, progress=progress)
+        self.predictor_ = self._make_predictor().fit(X_tr, train.quality)
+        raw_cal = self.predictor_.predict_proba(X_cal)
+        self.calibrator_ = Calibrator(method=cfg.calibration.method).fit(
+            raw_cal, calibration.quality
+        )
+        self.cost_model_ = ExpectedCostModel(
+            cfg.cost.predict_output_tokens, cfg.cost.chars_per_token
+        ).fit(
+            X_tr,
+            prompt_chars(train.prompts),
+            train.cost,
+            self.models_,
+            input_tokens=train.input_tokens,
+            output_tokens=train.output_tokens,
+            prices=prices,
+        )
+        self.policy_ = self._make_policy(
+            self.cost_model_.predict(X_tr, prompt_chars(train.prompts))
+        )
+        P_cal = self.calibrator_.transform(raw_cal)
+        C_cal = self.cost_model_.predict(X_cal, prompt_chars(calibration.prompts))
+        self.knob_grid_ = np.asarray(self.policy_.knob_grid(P_cal, C_cal, n=cfg.policy.grid_size))
+        self._set_knob(calibration, P_cal, C_cal)
+        self.price_table_version_ = prices.version if prices is not None else None
+        return self
+
+    def _make_predictor(self) -> QualityPredictor:
+        params = dict(self.config.predictor.params)
+        pred = get_predictor(self.config.predictor.name, **params)
+        if "random_state" in pred.get_params() and "random_state" not in params:
+            pred.set_params(random_state=self.config.seed)
+        return pred
+
+    def _make_policy(self, train_expected_cost: FloatArray) -> Policy:
+        params = dict(self.config.policy.params)
+        if self.config.policy.name == "utility" and "cost_scale" not in params:
+            params["cost_scale"] = reference_cost(train_expected_cost)
+        return get_policy(self.config.policy.name, **params)
+
+    def _set_knob(self, cal: TrafficData, P_cal: FloatArray, C_cal: FloatArray) -> None:
+        """Keep the calibration sweep: the knob is chosen on it (and certification reuses it)."""
+        choices = np.stack([self.policy_.choose(P_cal, C_cal, k) for k in self.knob_grid_])
+        quality = np.nan_to_num(np.asarray(cal.quality, dtype=np.float64), nan=0.0)
+        self.calibration_curve_ = realized_curve(quality, np.asarray(cal.cost), choices)
+        sel = self.config.policy.select
+        ref = self.reference_index(quality, sel.reference)
+        self.reference_model_ = self.models_[ref]
+        self.target_quality_ = sel.quality_fraction * float(quality[:, ref].mean())
+        if self.config.policy.knob is not None:
+            self.knob_ = float(self.config.policy.knob)
+        else:
+            self.knob_ = float(
+                self.knob_grid_[
+                    select_knob(self.knob_grid_, self.calibration_curve_, self.target_quality_)
+                ]
+            )
+
+    def reference_index(self, quality: FloatArray, reference: str) -> int:
+        if reference == "best":
+            return int(np.argmax(quality.mean(axis=0)))
+        if reference not in self.models_:
+            raise ConfigError(
+                f"`policy.select.reference` must be 'best' or one of {list(self.models_)}, "
+                f"got {reference!r}"
+            )
+        return self.models_.index(reference)
+
+    # -- predicting and routing ------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "predictor_"):
+            raise ConfigError("this Router is not fitted; call fit() or Router.load(path) first")
+
+    def predict(self, X: FloatArray, chars: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Calibrated P(success) and expected cost, each (n, m)."""
+        self._check_fitted()
+        P = self.calibrator_.transform(self.predictor_.predict_proba(X))
+        return np.clip(P, 0.0, 1.0), self.cost_model_.predict(X, chars)
+
+    def sweep(self, prompts: Sequence[str], *, progress: bool = False) -> Sweep:
+        """Choices for every knob of the grid (for cost–quality curves)."""
+        P, C = self.predict(self.embed(prompts, progress=progress), prompt_chars(tuple(prompts)))
+        choices = np.stack([self.policy_.choose(P, C, k) for k in self.knob_grid_])
+        return Sweep(self.knob_grid_, choices.astype(np.int64), P, C)
+
+    def choose(self, P: FloatArray, C: FloatArray, knob: float | None = None) -> IntArray:
+        return self.policy_.choose(P, C, self.knob_ if knob is None else knob)
+
+    def route(self, prompts: Sequence[object], *, knob: float | None = None) -> list[Decision]:
+        """One decision per input; an invalid prompt gets a Decision with ``error`` set."""
+        self._check_fitted()
+        texts, errors = validate_batch(list(prompts), max_chars=self.config.max_prompt_chars)
+        good = [i for i, t in enumerate(texts) if t is not None]
+        knob_used = self.knob_ if knob is None else float(knob)
+        out: list[Decision] = [
+            Decision(index=i, model=None, policy=self.config.policy.name, knob=knob_used, error=e)
+            for i, e in enumerate(errors)
+        ]
+        if not good:
+            return out
+        batch = [texts[i] for i in good]
+        X = self.embed([t for t in batch if t is not None])
+        P, C = self.predict(X, prompt_chars(tuple(t or "" for t in batch)))
+        picks = self.choose(P, C, knob_used)
+        for row, i in enumerate(good):
+            out[i] = Decision(
+                index=i,
+                model=self.models_[int(picks[row])],
+                p_success={m: round(float(P[row, j]), 6) for j, m in enumerate(self.models_)},
+                expected_cost={m: float(C[row, j]) for j, m in enumerate(self.models_)},
+                policy=self.config.policy.name,
+                knob=knob_used,
+            )
+        return out
+
+    # -- persistence (router.persist holds the format) -------------------------------------
+    def save(
+        self,
+        path: str,
+        *,
+        metrics: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        from router.persist import save_router
+
+        return str(save_router(self, path, metrics=metrics, extra=extra))
+
+    @classmethod
+    def load(cls, path: str, *, embedder: Embedder | None = None) -> Router:
+        from router.persist import load_router
+
+        return load_router(path, embedder=embedder)

@@ -1,0 +1,145 @@
+"""Save a fitted Router as a safe artifact (router.artifact) and load it back.
+
+The payload names every component and its JSON params; the arrays hold their fitted numbers,
+each under a prefix (``predictor.``, ``calibration.``, ``cost.``). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from router import __version__
+from router.artifact import load_artifact, save_artifact
+from router.calibration import Calibrator
+from router.config import RouterConfig
+from router.errors import ArtifactError, TierwiseError
+from router.expected_cost import ExpectedCostModel
+from router.policies import get_policy
+from router.predictors import load_predictor
+from router.schema import parse_model
+
+if TYPE_CHECKING:
+    from router.core import Router
+    from router.embed import Embedder
+
+PARTS = ("predictor", "calibration", "cost")
+
+
+def _prefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"{prefix}.{k}": v for k, v in arrays.items()}
+
+
+def _unprefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    p = prefix + "."
+    return {k[len(p) :]: v for k, v in arrays.items() if k.startswith(p)}
+
+
+def router_payload(router: Router) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The manifest payload and arrays describing a fitted router."""
+    router._check_fitted()
+    pred_params, pred_arrays = router.predictor_.get_state()
+    cal_params, cal_arrays = router.calibrator_.get_state()
+    cost_params, cost_arrays = router.cost_model_.get_state()
+    arrays = {
+        **_prefixed("predictor", pred_arrays),
+        **_prefixed("calibration", cal_arrays),
+        **_prefixed("cost", cost_arrays),
+        "policy.knob_grid": np.asarray(router.knob_grid_, dtype=np.float64),
+        "policy.calibration_curve": np.asarray(router.calibration_curve_, dtype=np.float64),
+    }
+    payload: dict[str, Any] = {
+        "kind": "tierwise.router",
+        "tierwise_version": __version__,
+        "config": router.config.model_dump(mode="json"),
+        "models": list(router.models_),
+        "embedder": {
+            "spec": router.config.embedder.name,
+            "identity": router.embedder_identity_,
+            "dim": router.dim_,
+        },
+        "normalization": router.config.normalization.model_dump(mode="json"),
+        "predictor": {"name": router.config.predictor.name, "state": pred_params},
+        "calibration": {"method": router.config.calibration.method, "state": cal_params},
+        "cost_model": cost_params,
+        "price_table_version": router.price_table_version_,
+        "policy": {
+            "name": router.config.policy.name,
+            "params": router.policy_.params,
+            "knob": router.knob_,
+            "reference_model": router.reference_model_,
+            "target_quality": router.target_quality_,
+        },
+    }
+    return payload, arrays
+
+
+def save_router(
+    router: Router,
+    path: str | Path,
+    *,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    payload, arrays = router_payload(router)
+    payload["metrics"] = metrics or {}
+    payload["extra"] = extra or {}
+    if getattr(router, "certificate_", None) is not None:
+        payload["certificate"] = router.certificate_
+    return save_artifact(path, payload, arrays)
+
+
+def load_router(path: str | Path, *, embedder: Embedder | None = None) -> Router:
+    """Load a router artifact; the embedder is built lazily (or passed, e.g. an ONNX one)."""
+    from router.core import Router
+
+    art = load_artifact(path)
+    p = art.payload
+    if p.get("kind") != "tierwise.router":
+        raise ArtifactError(f"{path}: not a tierwise router artifact (kind={p.get('kind')!r})")
+    try:
+        config = parse_model(RouterConfig, p["config"], source=f"{path}: manifest config")
+        router = Router(config, embedder=embedder)
+        router.models_ = tuple(p["models"])
+        router.embedder_identity_ = p["embedder"]["identity"]
+        router.dim_ = int(p["embedder"]["dim"])
+        router.predictor_ = load_predictor(
+            p["predictor"]["name"], p["predictor"]["state"], _unprefixed("predictor", art.arrays)
+        )
+        router.calibrator_ = Calibrator.from_state(
+            p["calibration"]["state"], _unprefixed("calibration", art.arrays)
+        )
+        router.cost_model_ = ExpectedCostModel.from_state(
+            p["cost_model"], _unprefixed("cost", art.arrays)
+        )
+        pol = p["policy"]
+        router.policy_ = get_policy(pol["name"], **pol["params"])
+        router.knob_ = float(pol["knob"])
+        router.reference_model_ = pol["reference_model"]
+        router.target_quality_ = float(pol["target_quality"])
+        router.knob_grid_ = art.arrays["policy.knob_grid"]
+        router.calibration_curve_ = art.arrays["policy.calibration_curve"]
+        router.price_table_version_ = p.get("price_table_version")
+        router.certificate_ = p.get("certificate")
+        router.manifest_ = art.manifest
+    except TierwiseError:
+        raise
+    except (KeyError, TypeError, ValueError) as err:
+        raise ArtifactError(
+            f"{path}: router payload is incomplete or malformed ({type(err).__name__}: {err}); "
+            "re-export the router with `tierwise train`"
+        ) from None
+    if embedder is not None:
+        check_embedder(router, embedder)
+    return router
+
+
+def check_embedder(router: Router, embedder: Embedder) -> None:
+    """Refuse an embedder whose output the predictor was not trained on."""
+    if embedder.dim != router.dim_:
+        raise ArtifactError(
+            f"embedder dimension must be {router.dim_} (as trained), got {embedder.dim} from "
+            f"{embedder.identity!r}; load the artifact with the embedder it was trained with"
+        )
