@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from eval.metrics import frontier
 from router.errors import DataError
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,3 +51,148 @@ def oracle_choices(quality: npt.ArrayLike, cost: npt.ArrayLike) -> IntArray:
     # distinct qualities rather than fix float noise.
     masked_cost = np.where(q == best, c, np.inf)
     return np.argmin(masked_cost, axis=1).astype(np.int64)
+
+
+def single_model_points(
+    quality: FloatArray, cost: FloatArray, weights: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Mean (cost, quality) of always using each model: two ``(m,)`` arrays."""
+    if weights is None:
+        return cost.mean(axis=0), quality.mean(axis=0)
+    total = weights.sum()
+    return (weights @ cost) / total, (weights @ quality) / total
+
+
+def best_model(quality: FloatArray, cost: FloatArray) -> int:
+    """The single model with the best mean quality; ties go to the cheaper one."""
+    mc, mq = single_model_points(quality, cost)
+    return int(np.lexsort((mc, -mq))[0])
+
+
+def zero_router(
+    quality: FloatArray, cost: FloatArray, weights: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """The zero router: the frontier of the single models, i.e. every random mixture of them.
+
+    Returns the frontier's vertices ``(costs, qualities)`` and the model index at each vertex.
+    """
+    mc, mq = single_model_points(quality, cost, weights)
+    order = np.lexsort((-mq, mc))
+    hc, hq = frontier(mc, mq)
+    # Map each vertex back to the model that sits there (the best one at that exact cost).
+    models = np.array([order[np.flatnonzero(mc[order] == x)[0]] for x in hc], dtype=np.int64)
+    return hc, hq, models
+
+
+def random_matched(
+    quality: FloatArray, cost: FloatArray, target_costs: npt.ArrayLike, seed: int = 0
+) -> IntArray:
+    """Random routing at matched cost: one ``(n,)`` row of choices per target mean cost.
+
+    For a target between two adjacent zero-router models a (cheaper) and b, a seeded random
+    ``round(p * n)`` prompts go to b, with p = (target − cost_a) / (cost_b − cost_a), the rest to
+    a; targets outside the hull get its cheapest or costliest model. Its expected point lies on
+    the zero-router hull; the realized one differs only by sampling noise.
+    """
+    q, c = check_matrices(quality, cost)
+    n = q.shape[0]
+    hc, _, models = zero_router(q, c)
+    targets = np.atleast_1d(np.asarray(target_costs, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    out = np.empty((targets.size, n), dtype=np.int64)
+    for r, target in enumerate(targets):
+        perm = rng.permutation(n)
+        if target <= hc[0] or hc.size == 1:
+            out[r] = models[0] if target <= hc[0] else models[-1]
+            continue
+        if target >= hc[-1]:
+            out[r] = models[-1]
+            continue
+        j = int(np.searchsorted(hc, target, side="right"))  # hc[j-1] <= target < hc[j]
+        p = (target - hc[j - 1]) / (hc[j] - hc[j - 1])
+        out[r] = models[j - 1]
+        out[r, perm[: round(p * n)]] = models[j]
+    return out
+
+
+class OracleFrontier:
+    """The best achievable cost–quality frontier: per prompt argmax(quality − λ·cost) over all λ.
+
+    Sweeping λ from ∞ to 0 moves each prompt along its own non-decreasing hull of (cost, quality)
+    over the models, and every breakpoint of the sweep is a hull segment's slope. Taking all
+    prompts' segments in decreasing slope order therefore gives every vertex of the swept curve
+    exactly (a fractional knapsack), without choosing a λ grid. The segments are computed once;
+    :meth:`curve` re-weights them for bootstrap resamples.
+    """
+
+    def __init__(self, quality: npt.ArrayLike, cost: npt.ArrayLike) -> None:
+        q, c = check_matrices(quality, cost)
+        self.n = q.shape[0]
+        start = np.empty(self.n, dtype=np.int64)
+        seg_prompt: list[int] = []
+        seg_from: list[int] = []
+        seg_to: list[int] = []
+        for i in range(self.n):
+            hc, hq = frontier(c[i], q[i])
+            at = [
+                int(np.flatnonzero((c[i] == x) & (q[i] == y))[0])
+                for x, y in zip(hc, hq, strict=True)
+            ]
+            start[i] = at[0]
+            seg_prompt.extend([i] * (len(at) - 1))
+            seg_from.extend(at[:-1])
+            seg_to.extend(at[1:])
+        rows = np.arange(self.n)
+        self.start_model = start
+        self.start_cost, self.start_quality = c[rows, start], q[rows, start]
+        sp = np.array(seg_prompt, dtype=np.int64)
+        sf = np.array(seg_from, dtype=np.int64)
+        st = np.array(seg_to, dtype=np.int64)
+        dc = c[sp, st] - c[sp, sf]
+        dq = q[sp, st] - q[sp, sf]
+        # Within a prompt slopes strictly decrease, so a stable sort keeps each prompt's
+        # segments in order and the curve never skips a vertex of a prompt's own hull.
+        order = np.argsort(-(dq / dc), kind="stable")
+        self.seg_prompt, self.seg_from, self.seg_to = sp[order], sf[order], st[order]
+        self.seg_dc, self.seg_dq = dc[order], dq[order]
+
+    def curve(self, weights: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
+        """Frontier vertices (mean cost, mean quality); ``weights`` are per-prompt counts."""
+        w = np.ones(self.n) if weights is None else np.asarray(weights, dtype=np.float64)
+        total = w.sum()
+        c0 = float(self.start_cost @ w) / total
+        q0 = float(self.start_quality @ w) / total
+        sw = w[self.seg_prompt]
+        hc = np.concatenate(([c0], c0 + np.cumsum(sw * self.seg_dc) / total))
+        hq = np.concatenate(([q0], q0 + np.cumsum(sw * self.seg_dq) / total))
+        return hc, hq
+
+    def model_share(self, model: int, weights: FloatArray | None = None) -> FloatArray:
+        """Fraction of prompts sent to ``model`` at each vertex of :meth:`curve`."""
+        w = np.ones(self.n) if weights is None else np.asarray(weights, dtype=np.float64)
+        total = w.sum()
+        x0 = float((self.start_model == model) @ w) / total
+        sw = w[self.seg_prompt]
+        step = sw * ((self.seg_to == model).astype(float) - (self.seg_from == model))
+        return np.concatenate(([x0], x0 + np.cumsum(step) / total))
+
+
+def oracle_frontier_choices(
+    quality: npt.ArrayLike, cost: npt.ArrayLike, lambdas: npt.ArrayLike
+) -> IntArray:
+    """The oracle as a swept policy: per prompt argmax(quality − λ·cost), one row per λ.
+
+    Ties go to the cheaper model (then the lower index), so λ = 0 gives :func:`oracle_choices`.
+    """
+    q, c = check_matrices(quality, cost)
+    lam = np.atleast_1d(np.asarray(lambdas, dtype=np.float64))
+    if (lam < 0).any() or not np.isfinite(lam).all():
+        raise DataError(
+            f"`lambdas` must be finite and >= 0, got {lam[(lam < 0) | ~np.isfinite(lam)][0]}"
+        )
+    out = np.empty((lam.size, q.shape[0]), dtype=np.int64)
+    for r, lm in enumerate(lam):
+        score = q - lm * c
+        best = score.max(axis=1, keepdims=True)
+        out[r] = np.argmin(np.where(score >= best - 1e-12, c, np.inf), axis=1)
+    return out
