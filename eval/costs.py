@@ -1,0 +1,181 @@
+"""The cost model: what one answer of one model cost, from the best evidence the log has.
+
+Per query and model, in order of preference:
+
+1. ``logged``    — the USD cost the log recorded for that very query;
+2. ``tokens``    — logged input and output token counts × the price table;
+3. ``estimated`` — token counts estimated from text length (or an assumed output length) × the
+   price table.
+
+A known per-query cost is never replaced by an average: the fallbacks apply cell by cell, only
+where the log has nothing better. Which source each model used is recorded in
+``ImportReport.cost_source``.
+
+Token estimate: ``tokens = ceil(chars / chars_per_token)``. The default of 4 characters per
+token is OpenAI's published rule of thumb for English text with GPT tokenizers (BPE vocabularies
+of 50k-200k entries land between 3.5 and 4.5 for English prose). Code, non-Latin scripts and
+numbers tokenize denser (often 2-3 chars/token): set ``cost.chars_per_token`` in the data config
+when your traffic is not English prose. The estimate is for *cost*, so its error scales every
+model of a prompt alike and the ranking of models by cost is preserved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from router.errors import DataError
+from router.pricing import PriceTable
+
+FloatArray = npt.NDArray[np.float64]
+
+DEFAULT_CHARS_PER_TOKEN = 4.0
+SOURCES = ("logged", "tokens", "estimated")
+
+
+def estimate_tokens(
+    chars: npt.ArrayLike, chars_per_token: float = DEFAULT_CHARS_PER_TOKEN
+) -> FloatArray:
+    """Token count estimated from a character count: ``ceil(chars / chars_per_token)``.
+
+    NaN (unknown length) stays NaN.
+    """
+    if not chars_per_token > 0:
+        raise DataError(f"`chars_per_token` must be > 0, got {chars_per_token}; use e.g. 4.0")
+    c = np.asarray(chars, dtype=np.float64)
+    return np.ceil(c / chars_per_token)
+
+
+def text_chars(texts: Sequence[str | None]) -> FloatArray:
+    """Character counts of texts; None (no text) is NaN."""
+    return np.array([np.nan if t is None else float(len(t)) for t in texts], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ModelCostInputs:
+    """What the log says about one model's answers; each array has one entry per prompt (NaN =
+    not logged), or is None when the log has no such column at all."""
+
+    cost: FloatArray | None = None
+    input_tokens: FloatArray | None = None
+    output_tokens: FloatArray | None = None
+    output_chars: FloatArray | None = None
+
+
+@dataclass(frozen=True)
+class CostResult:
+    cost: FloatArray  # (n, m) USD
+    input_tokens: FloatArray | None  # (n, m); NaN where the cost was logged and no tokens were
+    output_tokens: FloatArray | None
+    source: dict[str, str]  # model -> "logged" | "tokens" | "estimated" | "logged+estimated" ...
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> source -> rows
+    notes: tuple[str, ...] = ()
+
+
+def _col(a: FloatArray | None, n: int) -> FloatArray:
+    return np.full(n, np.nan) if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _check_non_negative(values: FloatArray, what: str, model: str) -> None:
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        raise DataError(
+            f"{what} of model {model!r} must be >= 0, got {values[bad[0]]!r} at row {bad[0]}; "
+            "fix or drop that row"
+        )
+
+
+def resolve_costs(
+    models: Sequence[str],
+    inputs: Mapping[str, ModelCostInputs],
+    prompt_chars: npt.ArrayLike,
+    prices: PriceTable | None = None,
+    *,
+    chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
+    assumed_output_tokens: float | None = None,
+) -> CostResult:
+    """Per-query cost matrix (n, m) from logged costs, token counts and prices, cell by cell."""
+    pchars = np.asarray(prompt_chars, dtype=np.float64)
+    n = len(pchars)
+    m = len(models)
+    cost = np.full((n, m), np.nan)
+    tin = np.full((n, m), np.nan)
+    tout = np.full((n, m), np.nan)
+    source: dict[str, str] = {}
+    counts: dict[str, dict[str, int]] = {}
+    how: dict[str, list[str]] = {}  # estimation method -> models that used it
+    est_in = estimate_tokens(pchars, chars_per_token)
+    for j, model in enumerate(models):
+        x = inputs.get(model, ModelCostInputs())
+        logged = _col(x.cost, n)
+        lin, lout, ochars = (
+            _col(x.input_tokens, n),
+            _col(x.output_tokens, n),
+            _col(x.output_chars, n),
+        )
+        for arr, what in ((logged, "logged cost"), (lin, "input tokens"), (lout, "output tokens")):
+            _check_non_negative(arr, what, model)
+        has_cost = np.isfinite(logged)
+        need = ~has_cost
+        in_known = np.isfinite(lin)
+        out_known = np.isfinite(lout)
+        tin[:, j] = np.where(in_known, lin, est_in)
+        out_est = estimate_tokens(ochars, chars_per_token)
+        if assumed_output_tokens is not None:
+            out_est = np.where(np.isfinite(out_est), out_est, assumed_output_tokens)
+        tout[:, j] = np.where(out_known, lout, out_est)
+        cost[:, j] = logged
+        if need.any():
+            missing_out = need & ~np.isfinite(tout[:, j])
+            if missing_out.any():
+                r = int(np.flatnonzero(missing_out)[0])
+                raise DataError(
+                    f"cost of model {model!r} is unknown at row {r}: the log has no cost, no "
+                    "output tokens and no output text length for it; add a cost or token column, "
+                    "or set `cost.assumed_output_tokens` in the data config"
+                )
+            if prices is None:
+                raise DataError(
+                    f"model {model!r} has {int(need.sum())} rows without a logged cost and no "
+                    "price table is configured; set `cost.prices` to a price table covering it"
+                )
+            cost[need, j] = prices.cost(model, tin[need, j], tout[need, j])
+        tokens_exact = need & in_known & out_known
+        estimated = need & ~(in_known & out_known)
+        c = {
+            "logged": int(has_cost.sum()),
+            "tokens": int(tokens_exact.sum()),
+            "estimated": int(estimated.sum()),
+        }
+        counts[model] = {k: v for k, v in c.items() if v}
+        source[model] = "+".join(k for k in SOURCES if c[k]) or "logged"
+        if estimated.any():
+            parts = []
+            if (estimated & ~in_known).any():
+                parts.append(f"input tokens from prompt length ({chars_per_token:g} chars/token)")
+            if (estimated & ~out_known & np.isfinite(ochars)).any():
+                parts.append(f"output tokens from answer length ({chars_per_token:g} chars/token)")
+            if (estimated & ~out_known & ~np.isfinite(ochars)).any():
+                parts.append(f"output tokens assumed = {assumed_output_tokens:g} per answer")
+            k = int(estimated.sum())
+            how.setdefault("; ".join(parts), []).append(model if k == n else f"{model} ({k} rows)")
+        # Tokens nobody logged or used stay unknown rather than pretend to be measured.
+        unused = has_cost & ~in_known
+        tin[unused, j] = np.nan
+        tout[has_cost & ~out_known, j] = np.nan
+    notes = tuple(
+        f"costs estimated for {len(ms)} model(s) ({method}; all rows unless counted): "
+        + ", ".join(ms)
+        for method, ms in how.items()
+    )
+    return CostResult(
+        cost=cost,
+        input_tokens=None if np.isnan(tin).all() else tin,
+        output_tokens=None if np.isnan(tout).all() else tout,
+        source=source,
+        counts=counts,
+        notes=notes,
+    )
