@@ -249,9 +249,10 @@ def certify(
     ref_cost = None
     if reference_cost is not None:
         ref_cost = _finite_array("reference_cost", reference_cost, 1)
-        if len(ref_cost) != n:
+        if len(ref_cost) != n or (ref_cost < 0).any():
             raise DataError(
-                f"`reference_cost` must have one entry per prompt ({n}), got {len(ref_cost)}"
+                f"`reference_cost` must hold one USD cost ≥ 0 per prompt ({n}), got "
+                f"{len(ref_cost)} entries, minimum {float(ref_cost.min())!r}"
             )
     if t.method == "binomial":
         _require_binary("quality_by_knob", q)
