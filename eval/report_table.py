@@ -89,6 +89,12 @@ def format_table(report: ComparisonReport) -> str:
         "gap closed = (AIQ − zero router) / (oracle − zero router).",
         "cost@x%: least cost per 1k queries on the hull reaching x% of the reference's quality.",
     ]
+    if any(r.kind == "random" for r in report.rows):
+        notes.append(
+            "random: one seeded realization mixing adjacent zero-router models at matched cost; "
+            "its expected curve is the zero router, so its distance from the zero router is "
+            "the noise floor of these metrics."
+        )
     if report.two_model is not None:
         weak, strong = report.two_model
         notes.append(
