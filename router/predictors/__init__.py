@@ -1,0 +1,26 @@
+"""Quality predictors: prompt embedding -> P(success) per model tier, by short name.
+
+Every implementation trains with numpy (scikit-learn imported lazily inside ``fit`` where
+used) and predicts in pure numpy from an exported ``(params, arrays)`` state.
+"""
+
+from router.predictors import knn, logreg, mf, mlp  # noqa: F401 - registers the predictors
+from router.predictors.base import NotFittedError, QualityPredictor, State
+from router.predictors.registry import (
+    available_predictors,
+    get_predictor,
+    load_predictor,
+    predictor_class,
+    register_predictor,
+)
+
+__all__ = [
+    "NotFittedError",
+    "QualityPredictor",
+    "State",
+    "available_predictors",
+    "get_predictor",
+    "load_predictor",
+    "predictor_class",
+    "register_predictor",
+]
