@@ -138,8 +138,11 @@ def _minilm_path() -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(directory: str, device: str) -> Any:
-    """Load once per process: every embedder on the same weights shares one model."""
+def _load(directory: str, device: str, digest: str) -> Any:
+    """Load once per process: every embedder on the same files shares one model.
+
+    ``digest`` (the content hash) is part of the memo key, so files changed on disk reload.
+    """
     try:
         import torch
         from sentence_transformers import SentenceTransformer
@@ -189,15 +192,14 @@ class SentenceTransformerEmbedder(Embedder):
         ):
             raise ConfigError(f"`num_threads` must be a positive integer, got {num_threads!r}.")
         self._num_threads = num_threads
-        self._model = _load(str(directory), device)
+        digest = content_hash(directory)
+        self._model = _load(str(directory), device, digest)
         getdim = getattr(self._model, "get_embedding_dimension", None)
         if getdim is None:  # sentence-transformers < 5
             getdim = self._model.get_sentence_embedding_dimension
         self._dim = int(getdim())
         self._max_tokens = int(self._model.max_seq_length) if self._model.max_seq_length else None
-        self._identity = (
-            f"{self._name}@{content_hash(directory)[:16]}:max_tokens={self._max_tokens}"
-        )
+        self._identity = f"{self._name}@{digest[:16]}:max_tokens={self._max_tokens}"
 
     @property
     def identity(self) -> str:

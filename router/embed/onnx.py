@@ -1,0 +1,275 @@
+"""Torch-free embedder: an ONNX export run by onnxruntime, tokenized by ``tokenizers``.
+
+Loads a directory written by :func:`router.onnx_export.export_onnx` (``model.onnx``,
+``tokenizer.json``, ``embedder.json``), mean-pools ``last_hidden_state`` over the attention mask
+and L2-normalizes, exactly as sentence-transformers does. An fp32 export reports the same
+``identity`` as the torch embedder it came from, so embedding caches and router artifacts built
+with torch are served unchanged; an int8 export has its own identity.
+
+Needs only numpy, onnxruntime and tokenizers (``pip install 'tierwise[onnx]'``), imported when an
+embedder is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError
+
+from router.embed.base import Embedder, register_embedder
+from router.embed.sentence import available_cpus
+from router.errors import ArtifactError, ConfigError
+from router.schema import StrictModel, format_validation_error
+
+FORMAT = "tierwise-onnx-embedder"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "embedder.json"
+MAX_DEFAULT_THREADS = 4  # beyond this a 6-layer encoder gains little per call
+_sha_memo: dict[tuple[str, int, int], str] = {}
+
+
+class Verification(StrictModel):
+    probes: int
+    min_cosine: float
+    mean_cosine: float
+
+
+class OnnxEmbedderConfig(StrictModel):
+    """``embedder.json``: what the runtime needs to reproduce the torch embedder's vectors."""
+
+    format: Literal["tierwise-onnx-embedder"]
+    format_version: int = Field(ge=1)
+    identity: str = Field(min_length=1)
+    source_identity: str = Field(min_length=1)
+    dim: int = Field(gt=0)
+    max_tokens: int = Field(gt=0)
+    pooling: Literal["mean"]
+    normalize: Literal[True]
+    quantization: Literal["none", "int8"]
+    inputs: list[Literal["input_ids", "attention_mask", "token_type_ids"]]
+    output: str = Field(min_length=1)
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    tokenizer_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    exporter: dict[str, str]
+    verification: Verification | None = None
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _sha_memo:  # a second embedder on the same file should load instantly
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _sha_memo[key] = h.hexdigest()
+    return _sha_memo[key]
+
+
+def read_config(directory: Path) -> OnnxEmbedderConfig:
+    """Read and check ``embedder.json``; every problem is an ArtifactError naming the file."""
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise ArtifactError(
+            f"{str(directory)!r} is not an ONNX embedder export ({CONFIG_FILE} is missing); "
+            "create one with `router.onnx_export.export_onnx('minilm', dir)`."
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path}: not valid JSON ({err}); re-run the export.") from None
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: `format_version` must be at most {FORMAT_VERSION}, got {version}; "
+            "it was written by a newer tierwise, upgrade to load it."
+        )
+    try:
+        return OnnxEmbedderConfig.model_validate(data)
+    except ValidationError as err:
+        raise ArtifactError(
+            format_validation_error(err, str(path)) + "; re-run the export."
+        ) from None
+
+
+class OnnxEmbedder(Embedder):
+    """Embed with an ONNX export on CPU; vectors match the torch embedder it came from.
+
+    ``num_threads``: onnxruntime intra-op threads (default: CPUs this process may use, at most 4).
+    ``verify``: check the model and tokenizer files against the checksums in ``embedder.json``
+    (about 0.1 s for MiniLM; memoized per file in the process).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        num_threads: int | None = None,
+        verify: bool = True,
+    ) -> None:
+        path = Path(directory).expanduser()
+        if not path.is_dir():
+            raise ConfigError(
+                f"ONNX embedder directory {str(path)!r} does not exist or is not a directory; "
+                "export one with `router.onnx_export.export_onnx('minilm', dir)`."
+            )
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+        ):
+            raise ConfigError(f"`num_threads` must be a positive integer, got {num_threads!r}.")
+        self._directory = path.resolve()
+        self.config = cfg = read_config(path)
+        for name, expected in (
+            (MODEL_FILE, cfg.model_sha256),
+            (TOKENIZER_FILE, cfg.tokenizer_sha256),
+        ):
+            file = path / name
+            if not file.is_file():
+                raise ArtifactError(f"{str(path)!r}: {name} is missing; re-run the export.")
+            if verify and _sha256(file) != expected:
+                raise ArtifactError(
+                    f"{file}: checksum does not match {CONFIG_FILE} (file corrupted or replaced); "
+                    "re-run the export."
+                )
+        ort, tokenizers = _import_runtime()
+        try:
+            self._tok = tokenizers.Tokenizer.from_file(str(path / TOKENIZER_FILE))
+        except Exception as err:
+            raise ArtifactError(f"{path / TOKENIZER_FILE}: cannot be loaded ({err}).") from None
+        padding = self._tok.padding or {}
+        self._pad_id = int(padding.get("pad_id", 0))
+        # Padding is done per batch below (sorted by length); truncation stays as exported.
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=cfg.max_tokens)
+        self._session = _session(ort, path / MODEL_FILE, num_threads or _default_threads())
+        got = sorted(i.name for i in self._session.get_inputs())
+        outputs = [o.name for o in self._session.get_outputs()]
+        if got != sorted(cfg.inputs) or cfg.output not in outputs:
+            raise ArtifactError(
+                f"{path / MODEL_FILE}: inputs {got} / outputs {outputs} do not match "
+                f"{CONFIG_FILE} ({cfg.inputs} -> {cfg.output}); re-run the export."
+            )
+        self._types = "token_type_ids" in cfg.inputs
+        self._untruncated: Any | None = None
+
+    @property
+    def identity(self) -> str:
+        return self.config.identity
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def max_tokens(self) -> int | None:
+        return self.config.max_tokens
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
+    def tokenizer(self) -> Any | None:
+        """The model's ``tokenizers.Tokenizer`` without truncation, for prompt normalization."""
+        if self._untruncated is None:
+            import tokenizers
+
+            tok = tokenizers.Tokenizer.from_str(self._tok.to_str())
+            tok.no_truncation()
+            tok.no_padding()
+            self._untruncated = tok
+        return self._untruncated
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if self._types:
+            feed["token_type_ids"] = types
+        return np.asarray(self._session.run([self.config.output], feed)[0], dtype=np.float32)
+
+    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        if len(texts) == 1:  # latency path: no padding, so the mean is over every position
+            enc = self._tok.encode(texts[0])
+            ids = np.asarray(enc.ids, dtype=np.int64)[None]
+            types = np.asarray(enc.type_ids, dtype=np.int64)[None]
+            return self._run(ids, np.ones_like(ids), types).mean(axis=1)
+        encs = self._tok.encode_batch(texts)
+        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+        order = np.argsort(-lengths, kind="stable")  # similar lengths together: less padding
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
+        for start in _progress(starts, progress, len(texts)):
+            idx = order[start : start + batch_size]
+            width = int(lengths[idx].max())
+            ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
+            types = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                n = int(lengths[i])
+                ids[row, :n] = encs[i].ids
+                types[row, :n] = encs[i].type_ids
+                mask[row, :n] = 1
+            hidden = self._run(ids, mask, types)
+            weights = mask.astype(np.float32)
+            summed = np.matmul(weights[:, None, :], hidden)[:, 0, :]
+            out[idx] = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        return out
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbedder({str(self._directory)!r}, identity={self.identity!r})"
+
+
+def _import_runtime() -> tuple[Any, Any]:
+    try:
+        import onnxruntime
+        import tokenizers
+    except ImportError as err:
+        raise ConfigError(
+            f"the ONNX embedder needs onnxruntime and tokenizers ({err}); "
+            "install them with `pip install 'tierwise[onnx]'`."
+        ) from None
+    return onnxruntime, tokenizers
+
+
+def _default_threads() -> int:
+    return max(1, min(available_cpus(), MAX_DEFAULT_THREADS))
+
+
+def _session(ort: Any, model: Path, threads: int) -> Any:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # warnings about unused initializers etc. are not the user's
+    try:
+        return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise ArtifactError(
+            f"{model}: onnxruntime cannot load it ({first}); re-run the export."
+        ) from None
+
+
+def _progress(starts: range, enabled: bool, total: int) -> Any:
+    if not enabled:
+        return starts
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return starts
+    return tqdm(starts, desc=f"embedding {total} prompts (onnx)", unit="batch")
+
+
+def _factory(arg: str | None, **kwargs: Any) -> OnnxEmbedder:
+    assert arg is not None  # registered with needs_arg=True
+    return OnnxEmbedder(arg, **kwargs)
+
+
+register_embedder("onnx", _factory, usage="onnx:<export directory>", needs_arg=True)
