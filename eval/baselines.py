@@ -34,7 +34,7 @@ def check_matrices(quality: npt.ArrayLike, cost: npt.ArrayLike) -> tuple[FloatAr
     if not np.isfinite(c).all() or (c < 0).any():
         r, k = np.argwhere(~np.isfinite(c) | (c < 0))[0]
         raise DataError(
-            f"`cost` must be finite and >= 0, got {c[r, k]!r} at row {r}, model {k}; "
+            f"`cost` must be finite and >= 0, got {float(c[r, k])} at row {r}, model {k}; "
             "fix the cost column"
         )
     return q, c

@@ -115,7 +115,9 @@ def frontier_value(hc: FloatArray, hq: FloatArray, budget: npt.ArrayLike) -> Flo
     """H(c): 0 below the cheapest vertex, linear between vertices, flat after the last."""
     b = np.asarray(budget, dtype=np.float64)
     out = np.interp(b, hc, hq)
-    return np.where(b < hc[0], 0.0, out)
+    # The same mean cost summed in another order can land an ulp below the first vertex.
+    below = b < hc[0] - 1e-9 * max(abs(float(hc[0])), 1e-300)
+    return np.where(below, 0.0, out)
 
 
 def frontier_area(hc: FloatArray, hq: FloatArray, c_max: float) -> float:

@@ -28,6 +28,8 @@ def _dense(hx: np.ndarray, hy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for a, b in itertools.pairwise(hx):
         if a > 0 and b > a * 1.05:
             xs.append(np.geomspace(a, b, 24)[1:])
+        elif a <= 0 < b:  # from a free model: linear near 0, logarithmic further out
+            xs.append(np.unique(np.r_[np.linspace(a, b, 48)[1:], np.geomspace(b * 1e-4, b, 48)]))
         else:
             xs.append(np.array([b]))
     x = np.concatenate(xs)
@@ -148,12 +150,15 @@ def plot_comparison(report: ComparisonReport, path: str | Path, title: str | Non
                 )
 
     if (all_x <= 0).any():
+        # Free models sit at 0, which a log axis cannot show: linear up to the cheapest paid cost.
         ax.set_xscale("symlog", linthresh=x_lo)
+        ax.set_xlim(-0.3 * x_lo, x_right)
+        ax.set_xlabel("cost per 1,000 queries (USD, log scale; linear near 0)")
     else:
         ax.set_xscale("log")
-    ax.set_xlim(x_lo / 1.6, x_right)
+        ax.set_xlim(x_lo / 1.6, x_right)
+        ax.set_xlabel("cost per 1,000 queries (USD, log scale)")
     ax.axvline(report.c_max_per_1k, color="#bbbbbb", lw=0.8, ls=":")
-    ax.set_xlabel("cost per 1,000 queries (USD, log scale)")
     ax.set_ylabel("mean quality")
     ax.set_title(title or f"Cost vs quality on {report.n_prompts} prompts")
     ax.grid(True, which="both", alpha=0.25)
