@@ -51,7 +51,9 @@ def _normalize_text(text: str) -> str:
 
 def _group_ids(prompts: tuple[str, ...]) -> IntArray:
     seen: dict[str, int] = {}
-    return np.array([seen.setdefault(_normalize_text(p), len(seen)) for p in prompts], dtype=np.int64)
+    return np.array(
+        [seen.setdefault(_normalize_text(p), len(seen)) for p in prompts], dtype=np.int64
+    )
 
 
 def _allocate(groups: IntArray, cfg: SplitConfig, rng: np.random.Generator) -> list[IntArray]:
@@ -60,7 +62,10 @@ def _allocate(groups: IntArray, cfg: SplitConfig, rng: np.random.Generator) -> l
     order = rng.permutation(len(uniq))
     cum = np.cumsum(sizes[order]) / sizes.sum()
     cut1, cut2 = cfg.train, cfg.train + cfg.calibration
-    parts = [uniq[order][cum <= cut1 + 1e-12], uniq[order][(cum > cut1 + 1e-12) & (cum <= cut2 + 1e-12)]]
+    parts = [
+        uniq[order][cum <= cut1 + 1e-12],
+        uniq[order][(cum > cut1 + 1e-12) & (cum <= cut2 + 1e-12)],
+    ]
     parts.append(uniq[order][cum > cut2 + 1e-12])
     return parts
 
@@ -76,7 +81,7 @@ def make_splits(ds: RoutingDataset, cfg: SplitConfig | None = None) -> Splits:
     strata_arr = np.asarray(strata, dtype=object)
     chosen: list[list[IntArray]] = [[], [], []]
     # A group may span strata (same text, two tasks): assign it by its first row's stratum.
-    first_stratum = {}
+    first_stratum: dict[int, object] = {}
     for g, s in zip(groups, strata_arr, strict=True):
         first_stratum.setdefault(int(g), s)
     for stratum in sorted(set(first_stratum.values()), key=str):

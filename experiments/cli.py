@@ -17,6 +17,8 @@ from router.errors import TierwiseError
 COMMAND_MODULES: tuple[str, ...] = (
     "experiments.commands.data",
     "experiments.commands.evaluate",
+    "experiments.commands.train",
+    "experiments.commands.route",
 )
 
 DESCRIPTION = """\

@@ -1,4 +1,4 @@
-"""tierwise.router: the production part — embed prompts, predict each tier's quality, decide, load artifacts.
+"""tierwise.router: the production part — embed prompts, predict tier quality, decide, load.
 
 Light dependencies only; never imports ``eval``, ``experiments``, optuna or mlflow.
 """

@@ -32,14 +32,20 @@ IntArray = npt.NDArray[np.int64]
 
 
 class TrafficData(Protocol):
-    """What ``fit`` reads from a labelled dataset."""
+    """What ``fit`` reads from a labelled dataset (read-only attributes)."""
 
-    prompts: tuple[str, ...]
-    models: tuple[str, ...]
-    quality: FloatArray
-    cost: FloatArray
-    input_tokens: FloatArray | None
-    output_tokens: FloatArray | None
+    @property
+    def prompts(self) -> tuple[str, ...]: ...
+    @property
+    def models(self) -> tuple[str, ...]: ...
+    @property
+    def quality(self) -> FloatArray: ...
+    @property
+    def cost(self) -> FloatArray: ...
+    @property
+    def input_tokens(self) -> FloatArray | None: ...
+    @property
+    def output_tokens(self) -> FloatArray | None: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class Router:
     def _normalizer(self) -> Normalizer:
         return Normalizer.for_embedder(self.config.normalization, self.embedder)
 
-    def embed(self, prompts: Sequence[str], *, progress: bool = False) -> FloatArray:
+    def embed(self, prompts: Sequence[str], *, progress: bool = False) -> npt.NDArray[Any]:
         from router.cache import EmbeddingCache, embed_with_cache
 
         if self._cache is None and self.config.cache_dir:
@@ -109,8 +115,13 @@ class Router:
         *,
         prices: PriceTable | None = None,
         progress: bool = False,
+        embeddings: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None = None,
     ) -> Router:
-        """Fit the predictor on ``train``; calibrate and set the knob on ``calibration``."""
+        """Fit the predictor on ``train``; calibrate and set the knob on ``calibration``.
+
+        ``embeddings``: precomputed ``(X_train, X_calibration)`` from this router's embedder and
+        normalization (tuning fits many routers on the same cached matrices).
+        """
         if tuple(train.models) != tuple(calibration.models):
             raise DataError("`train` and `calibration` must have the same models in the same order")
         if len(train.prompts) < 2 or len(calibration.prompts) < 2:
@@ -119,8 +130,20 @@ class Router:
         self.models_ = tuple(train.models)
         self.embedder_identity_ = self.embedder.identity
         self.dim_ = self.embedder.dim
-        X_tr = self.embed(train.prompts, progress=progress)
-        X_cal = self.embed(calibration.prompts, progress=progress)
+        if embeddings is not None:
+            X_tr, X_cal = (np.asarray(x, dtype=np.float32) for x in embeddings)
+            if X_tr.shape != (len(train.prompts), self.dim_) or X_cal.shape != (
+                len(calibration.prompts),
+                self.dim_,
+            ):
+                raise DataError(
+                    f"`embeddings` must be ({len(train.prompts)}, {self.dim_}) and "
+                    f"({len(calibration.prompts)}, {self.dim_}) matrices, got {X_tr.shape} "
+                    f"and {X_cal.shape}"
+                )
+        else:
+            X_tr = self.embed(train.prompts, progress=progress)
+            X_cal = self.embed(calibration.prompts, progress=progress)
         self.predictor_ = self._make_predictor().fit(X_tr, train.quality)
         raw_cal = self.predictor_.predict_proba(X_cal)
         self.calibrator_ = Calibrator(method=cfg.calibration.method).fit(
@@ -193,7 +216,7 @@ class Router:
         if not hasattr(self, "predictor_"):
             raise ConfigError("this Router is not fitted; call fit() or Router.load(path) first")
 
-    def predict(self, X: FloatArray, chars: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def predict(self, X: npt.NDArray[Any], chars: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Calibrated P(success) and expected cost, each (n, m)."""
         self._check_fitted()
         P = self.calibrator_.transform(self.predictor_.predict_proba(X))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from router.errors import ArtifactError, DataError
 from router.length import OutputLengthModel
@@ -54,7 +55,7 @@ class ExpectedCostModel:
 
     def fit(
         self,
-        X: FloatArray,
+        X: npt.NDArray[Any],
         chars: FloatArray,
         cost: FloatArray,
         models: tuple[str, ...],
@@ -106,7 +107,7 @@ class ExpectedCostModel:
             return float(self.chars_per_token)
         return float(chars[ok].sum() / tok[ok].sum())
 
-    def predict(self, X: FloatArray, chars: FloatArray) -> FloatArray:
+    def predict(self, X: npt.NDArray[Any], chars: FloatArray) -> FloatArray:
         if not hasattr(self, "source_"):
             raise ArtifactError("ExpectedCostModel is not fitted; call fit() or load a router")
         n, m = len(chars), len(self.models_)

@@ -1,0 +1,76 @@
+"""`tierwise route ARTIFACT "prompt"` / `--file prompts.jsonl`: decisions as a table or JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from router.errors import DataError
+
+HELP = """\
+Route prompts with a saved router artifact. Give prompts as arguments, or a file with
+--file (JSONL with a "prompt" field per line, or plain text with one prompt per line).
+Each prompt gets the chosen model, every model's predicted success and expected cost;
+an invalid prompt gets an error and does not stop the others.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "route",
+        help="route prompts with a saved router",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("artifact", help="router artifact (router.tierwise or a directory)")
+    p.add_argument("prompts", nargs="*", help="prompt texts")
+    p.add_argument("--file", type=Path, help="JSONL ({'prompt': ...} per line) or text file")
+    p.add_argument("--jsonl", action="store_true", help="print one JSON decision per line")
+    p.add_argument("--knob", type=float, default=None, help="override the policy knob")
+    p.set_defaults(func=run)
+
+
+def read_prompts(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise DataError(f"prompt file {str(path)!r} does not exist; pass an existing file")
+    lines = path.read_bytes().splitlines()
+    if path.suffix == ".jsonl":
+        out: list[Any] = []
+        for n, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                out.append(ValueError(f"{path}:{n}: not valid JSON"))
+                continue
+            out.append(obj.get("prompt") if isinstance(obj, dict) else obj)
+        return out
+    return [raw for raw in lines if raw.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    from router.core import Router
+
+    prompts: list[Any] = list(args.prompts)
+    if args.file:
+        prompts += read_prompts(args.file)
+    if not prompts:
+        raise DataError("no prompts given; pass prompt texts or --file prompts.jsonl")
+    router = Router.load(args.artifact)
+    decisions = router.route(prompts, knob=args.knob)
+    if args.jsonl:
+        for d in decisions:
+            print(json.dumps(d.to_dict(), ensure_ascii=False))
+    else:
+        print(f"{'#':>3}  {'model':<34} {'p(success)':>10} {'exp. cost $':>12}  prompt / error")
+        for d, p in zip(decisions, prompts, strict=True):
+            shown = (str(p)[:50] + "…") if len(str(p)) > 50 else str(p)
+            if d.model is None:
+                print(f"{d.index:>3}  {'-':<34} {'':>10} {'':>12}  error: {d.error}")
+            else:
+                ps, cs = d.p_success[d.model], d.expected_cost[d.model]
+                print(f"{d.index:>3}  {d.model:<34} {ps:>10.3f} {cs:>12.6f}  {shown!r}")
+    return 0 if all(d.ok for d in decisions) else 1

@@ -1,0 +1,132 @@
+"""Train a router from an experiment config: import, split, fit, evaluate once on test, save.
+
+Shared by `tierwise train`, the tuning study (which re-fits many routers on cached embeddings)
+and the demo. The test split is scored exactly once per trained router, beside every baseline.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.dataset import RoutingDataset
+from eval.report import ComparisonReport, compare_dataset
+from eval.splits import Splits, make_splits
+from experiments.config import ExperimentConfig, load_dataset
+from router.config import RouterConfig
+from router.core import Router
+from router.pricing import PriceTable
+
+DEFAULT_CACHE_DIR = ".tierwise-cache/embeddings"
+
+
+@dataclass
+class Prepared:
+    """A dataset imported and split once, reused by every router fitted on it."""
+
+    config: ExperimentConfig
+    dataset: RoutingDataset
+    splits: Splits
+    train: RoutingDataset
+    calibration: RoutingDataset
+    test: RoutingDataset
+    prices: PriceTable | None
+
+
+@dataclass
+class TrainResult:
+    router: Router
+    report: ComparisonReport
+    policy_name: str
+    operating_index: int
+    seconds: float
+    artifact: Path | None = None
+    plot: Path | None = None
+
+
+def cache_dir(cfg: RouterConfig) -> str:
+    return cfg.cache_dir or os.environ.get("TIERWISE_CACHE_DIR") or DEFAULT_CACHE_DIR
+
+
+def price_table(cfg: ExperimentConfig) -> PriceTable | None:
+    prices = cfg.data.cost.prices
+    if prices is None:
+        return None
+    path = Path(prices)
+    return PriceTable.load(path if path.is_absolute() else cfg.base_dir / path)
+
+
+def prepare(cfg: ExperimentConfig, *, progress: bool = True) -> Prepared:
+    ds = load_dataset(cfg, progress=progress)
+    ds.require_complete_labels()
+    splits = make_splits(ds, cfg.split)
+    train, cal, test = splits.apply(ds)
+    return Prepared(cfg, ds, splits, train, cal, test, price_table(cfg))
+
+
+def policy_label(cfg: RouterConfig) -> str:
+    return f"router ({cfg.predictor.name}/{cfg.policy.name})"
+
+
+def fit_router(prep: Prepared, cfg: RouterConfig, *, progress: bool = True) -> Router:
+    rcfg = cfg.model_copy(update={"cache_dir": cache_dir(cfg)})
+    return Router(rcfg).fit(prep.train, prep.calibration, prices=prep.prices, progress=progress)
+
+
+def evaluate_on_test(
+    router: Router, prep: Prepared, *, progress: bool = True
+) -> tuple[ComparisonReport, str, int]:
+    """The router's swept curve and its chosen operating point on the test split, with baselines."""
+    sweep = router.sweep(prep.test.prompts, progress=progress)
+    name = policy_label(router.config)
+    index = int(np.flatnonzero(np.isclose(sweep.knobs, router.knob_))[0])
+    report = compare_dataset(
+        prep.test, {name: sweep.choices}, prep.config.evaluation, operating_points={name: index}
+    )
+    return report, name, index
+
+
+def manifest_extra(prep: Prepared, report: ComparisonReport, name: str) -> dict[str, Any]:
+    return {
+        "dataset": {
+            "name": prep.dataset.name,
+            "fingerprint": prep.dataset.fingerprint(),
+            "train_fingerprint": prep.train.fingerprint(),
+            "n_train": prep.train.n_prompts,
+            "n_calibration": prep.calibration.n_prompts,
+            "n_test": prep.test.n_prompts,
+            "split": prep.config.split.model_dump(mode="json"),
+        },
+        "test_report": {"policy": name, "reference": report.reference},
+    }
+
+
+def train(
+    cfg: ExperimentConfig,
+    *,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    prep: Prepared | None = None,
+) -> TrainResult:
+    t0 = time.perf_counter()
+    prep = prep or prepare(cfg, progress=progress)
+    router = fit_router(prep, cfg.router, progress=progress)
+    report, name, index = evaluate_on_test(router, prep, progress=progress)
+    result = TrainResult(router, report, name, index, time.perf_counter() - t0)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metrics = {k: v for k, v in report.flat_metrics().items() if np.isfinite(v)}
+        result.artifact = Path(
+            router.save(
+                str(out_dir / "router.tierwise"),
+                metrics=metrics,
+                extra=manifest_extra(prep, report, name),
+            )
+        )
+        result.plot = report.plot(out_dir / "cost_quality.png", title=f"{cfg.name}: test split")
+    return result
