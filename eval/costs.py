@@ -79,11 +79,14 @@ def _col(a: FloatArray | None, n: int) -> FloatArray:
     return np.full(n, np.nan) if a is None else np.asarray(a, dtype=np.float64)
 
 
-def _check_non_negative(values: FloatArray, what: str, model: str) -> None:
+def _check_non_negative(
+    values: FloatArray, what: str, model: str, ids: Sequence[str] | None
+) -> None:
     bad = np.flatnonzero(values < 0)
     if bad.size:
+        where = f"prompt id {ids[bad[0]]!r}" if ids is not None else f"row {bad[0]}"
         raise DataError(
-            f"{what} of model {model!r} must be >= 0, got {values[bad[0]]!r} at row {bad[0]}; "
+            f"{what} of model {model!r} must be >= 0, got {float(values[bad[0]])!r} at {where}; "
             "fix or drop that row"
         )
 
@@ -96,8 +99,12 @@ def resolve_costs(
     *,
     chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
     assumed_output_tokens: float | None = None,
+    ids: Sequence[str] | None = None,
 ) -> CostResult:
-    """Per-query cost matrix (n, m) from logged costs, token counts and prices, cell by cell."""
+    """Per-query cost matrix (n, m) from logged costs, token counts and prices, cell by cell.
+
+    ``ids`` (one per prompt) only make error messages name the prompt.
+    """
     pchars = np.asarray(prompt_chars, dtype=np.float64)
     n = len(pchars)
     m = len(models)
@@ -117,7 +124,7 @@ def resolve_costs(
             _col(x.output_chars, n),
         )
         for arr, what in ((logged, "logged cost"), (lin, "input tokens"), (lout, "output tokens")):
-            _check_non_negative(arr, what, model)
+            _check_non_negative(arr, what, model, ids)
         has_cost = np.isfinite(logged)
         need = ~has_cost
         in_known = np.isfinite(lin)
@@ -132,8 +139,9 @@ def resolve_costs(
             missing_out = need & ~np.isfinite(tout[:, j])
             if missing_out.any():
                 r = int(np.flatnonzero(missing_out)[0])
+                where = f"prompt id {ids[r]!r}" if ids is not None else f"row {r}"
                 raise DataError(
-                    f"cost of model {model!r} is unknown at row {r}: the log has no cost, no "
+                    f"cost of model {model!r} is unknown at {where}: the log has no cost, no "
                     "output tokens and no output text length for it; add a cost or token column, "
                     "or set `cost.assumed_output_tokens` in the data config"
                 )

@@ -48,7 +48,7 @@ class ModelPrice(StrictModel):
     @classmethod
     def _non_negative(cls, v: float | None) -> float | None:
         if v is not None and (not math.isfinite(v) or v < 0):
-            raise ValueError(f"a price must be a finite number >= 0 USD, got {v}; fix the price")
+            raise ValueError("must be a finite price >= 0; fix it")
         return v
 
 
@@ -194,6 +194,6 @@ def _tokens(values: npt.ArrayLike, name: str) -> FloatArray:
     if np.any(bad):
         first = arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
         raise DataError(
-            f"`{name}` must be finite counts >= 0, got {first!r}; fill or drop those rows"
+            f"`{name}` must be finite counts >= 0, got {float(first)!r}; fill or drop those rows"
         )
     return arr

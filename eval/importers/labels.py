@@ -27,7 +27,8 @@ def to_quality(raw: FloatArray, cfg: LabelConfig, where: Where) -> tuple[FloatAr
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{where.cell(i)}: a binary label must be 0/1 or true/false, got {raw[i]!r}; "
+                f"{where.cell(i)}: a binary label must be 0/1 or true/false, "
+                f"got {float(raw[i])!r}; "
                 "for graded scores set `labels.kind: score` with a `range` (and a `threshold`)"
             )
         return raw.copy(), 0
@@ -38,7 +39,7 @@ def to_quality(raw: FloatArray, cfg: LabelConfig, where: Where) -> tuple[FloatAr
         i = int(np.flatnonzero(out)[0])
         raise DataError(
             f"{where.cell(i)}: a score must lie in `labels.range` [{lo:g}, {hi:g}], "
-            f"got {raw[i]!r}; "
+            f"got {float(raw[i])!r}; "
             "fix the value, widen `labels.range`, or set `labels.out_of_range: clip`"
         )
     vals = np.clip(raw, lo, hi)

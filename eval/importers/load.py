@@ -187,6 +187,7 @@ def import_dataset(
         prices,
         chars_per_token=cfg.cost.chars_per_token,
         assumed_output_tokens=cfg.cost.assumed_output_tokens,
+        ids=[ids[i] for i in kept],
     )
     notes.extend(res.notes)
     report = ImportReport(
@@ -194,7 +195,11 @@ def import_dataset(
         rows_read=n,
         rows_kept=len(kept),
         dropped=dropped,
-        missing_labels=miss.missing_per_model if any(miss.missing_per_model.values()) else {},
+        missing_labels=(
+            {fm: miss.missing_per_model[m] for m, fm in zip(models, final, strict=True)}
+            if any(miss.missing_per_model.values())
+            else {}
+        ),
         missing_label_rule=cfg.labels.missing,
         cost_source=res.source,
         notes=tuple(notes),
@@ -243,7 +248,8 @@ def _prices(
         )
     excluded = {cfg.rename_models.get(m, m) for m in cfg.exclude_models}
     unused = [m for m in table.models if m not in models and m not in excluded]
-    if unused and cfg.cost.unused_prices == "error":
+    # With `models` listed the user picked a subset on purpose; a table for more is expected.
+    if unused and cfg.cost.unused_prices == "error" and cfg.models is None:
         raise DataError(
             f"price table {table.path} has models that are not in the data: {unused}; data "
             f"models: {models}; fix `rename_models`, remove them from the table, or set "

@@ -162,6 +162,10 @@ def read_hf(src: SourceConfig, base_dir: Path) -> pd.DataFrame:
     if src.data_files is not None:
         files = [src.data_files] if isinstance(src.data_files, str) else src.data_files
         kwargs["data_files"] = [str(base_dir / f) for f in files]
+    if name == "csv":
+        # As for our own CSV reader: no NA guessing, so a prompt "None" stays text.
+        kwargs["keep_default_na"] = False
+        kwargs["na_values"] = [""]
     is_hub = name not in HF_BUILDERS and not local.exists()
     if local.exists():
         name = str(local)

@@ -31,6 +31,12 @@ class Where:
         return f"{self.file}, column {self.column!r}, row {i + 1} (id {self.ids[i]!r})"
 
 
+def show(value: object) -> str:
+    """A cell value as the user wrote it: numpy scalars as plain Python values."""
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) else value)
+
+
 def parse_numbers(
     values: pd.Series,
     where: Where,
@@ -66,23 +72,25 @@ def parse_numbers(
             raise DataError(
                 f"{where.cell(i)}: {what} must be a number"
                 + (" or true/false" if allow_bool else "")
-                + f", got {values.iloc[i]!r}; fix the value or leave the cell blank"
+                + f", got {show(values.iloc[i])}; fix the value or leave the cell blank"
             )
     if not allow_bool and bool_like.any():
         i = int(np.flatnonzero(bool_like)[0])
         raise DataError(
-            f"{where.cell(i)}: {what} must be a number, got {values.iloc[i]!r}; fix the value"
+            f"{where.cell(i)}: {what} must be a number, got {show(values.iloc[i])}; fix the value"
         )
     inf = np.isinf(out)
     if inf.any():
         i = int(np.flatnonzero(inf)[0])
-        raise DataError(f"{where.cell(i)}: {what} must be finite, got {out[i]!r}; fix the value")
+        raise DataError(
+            f"{where.cell(i)}: {what} must be finite, got {float(out[i])!r}; fix the value"
+        )
     if min_value is not None:
         low_mask = out < min_value
         if low_mask.any():
             i = int(np.flatnonzero(low_mask)[0])
             raise DataError(
-                f"{where.cell(i)}: {what} must be >= {min_value:g}, got {out[i]!r}; "
+                f"{where.cell(i)}: {what} must be >= {min_value:g}, got {float(out[i])!r}; "
                 "fix the value or leave the cell blank"
             )
     return out
