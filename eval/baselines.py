@@ -196,3 +196,19 @@ def oracle_frontier_choices(
         best = score.max(axis=1, keepdims=True)
         out[r] = np.argmin(np.where(score >= best - 1e-12, c, np.inf), axis=1)
     return out
+
+
+def oracle_strong_curve(
+    quality: FloatArray, weak: int, strong: int
+) -> tuple[FloatArray, FloatArray]:
+    """RouteLLM's optimal curve for two models: best mean quality with exactly k strong calls.
+
+    Returns ``(share of strong calls, mean quality)`` for k = 0..n: prompts go to the strong
+    model in decreasing order of what it gains over the weak one, so the curve rises, stays flat
+    over prompts where both models are equal, and ends at the strong model's quality at 100%.
+    """
+    gain = np.sort(quality[:, strong] - quality[:, weak])[::-1]
+    n = quality.shape[0]
+    x = np.arange(n + 1) / n
+    y = quality[:, weak].mean() + np.concatenate(([0.0], np.cumsum(gain))) / n
+    return x, y

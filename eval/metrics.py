@@ -19,12 +19,15 @@ Conventions (every number tierwise reports uses these):
   router, zero router and oracle are integrated over the same range. Points costlier than
   ``c_max`` only matter through the hull segment that crosses ``c_max``. AIQ is invariant to the
   cost unit (USD per query or per 1,000 queries).
-* **PGR / APGR / CPT** (RouteLLM, Ong et al. 2024), two-model settings only: x = fraction of calls
-  to the strong model, PGR = (q − q_weak) / (q_strong − q_weak). APGR is RouteLLM's
-  ``(AUC − AUC_weak) / (AUC_strong − AUC_weak)`` with all three areas taken over the x-values the
-  sweep covers, i.e. the mean PGR over the covered range (a single point gives its own PGR, so
-  always-strong scores 1 and always-weak 0). CPT(x) is the smallest strong-call fraction at which
-  the curve, linearly interpolated between knob values in order of x, reaches PGR x.
+* **PGR / APGR / CPT** (RouteLLM, Ong et al. 2024), two-model settings where the better model
+  costs more: x = fraction of calls to the strong model, PGR = (q − q_weak) / (q_strong − q_weak).
+  APGR is RouteLLM's ``(AUC − AUC_weak) / (AUC_strong − AUC_weak)`` with all three areas taken
+  over the x-values the sweep covers, i.e. the mean PGR over the covered range (a single point
+  gives its own PGR, so always-strong scores 1 and always-weak 0). Threshold routers sweep
+  0–100% as RouteLLM's do; APGRs of sweeps covering different ranges are not comparable. The
+  oracle's curve is RouteLLM's optimal one (best quality for each count of strong calls, 0–100%).
+  CPT(x) is the smallest strong-call fraction at which the curve, linearly interpolated between
+  knob values in order of x, reaches PGR x.
 """
 
 from __future__ import annotations
@@ -149,6 +152,8 @@ def aiq(costs: npt.ArrayLike, quals: npt.ArrayLike, c_max: float) -> float:
 
 def cost_at_quality(hc: FloatArray, hq: FloatArray, target: float) -> float | None:
     """Least per-query cost at which the frontier reaches ``target`` quality; None = never."""
+    # The reference's own mean, summed in another order, must still count as reaching 100%.
+    target = target - 1e-9 * max(abs(target), 1e-12)
     if hq[-1] < target:
         return None
     if hq[0] >= target:

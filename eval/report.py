@@ -268,10 +268,15 @@ def compare(
 def _two_model_pair(
     q: FloatArray, c: FloatArray, models: tuple[str, ...]
 ) -> tuple[int, int] | None:
+    """(weak, strong) when RouteLLM's metrics apply: two models, the better one costs more."""
     if len(models) != 2:
         return None
-    strong = best_model(q, c)
-    return (1 - strong, strong)
+    mc, mq = single_model_points(q, c)
+    strong = int(np.argmax(mq))
+    weak = 1 - strong
+    if mq[strong] <= mq[weak] or mc[strong] <= mc[weak]:
+        return None  # no quality to buy, or it is free: PGR per strong call says nothing
+    return (weak, strong)
 
 
 def _ordered(rows: tuple[Row, ...]) -> tuple[Row, ...]:

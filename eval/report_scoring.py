@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from eval.baselines import OracleFrontier, single_model_points, zero_router
+from eval.baselines import (
+    OracleFrontier,
+    oracle_strong_curve,
+    single_model_points,
+    zero_router,
+)
 from eval.metrics import (
     aiq_of_frontier,
     apgr,
@@ -103,15 +108,21 @@ class Entry:
             return (oc, oq), (oc, oq), point_c, point_q
         return (pc, pq), frontier(pc, pq), point_c, point_q
 
-    def strong_share(self, q: FloatArray, c: FloatArray, strong: int) -> FloatArray:
-        """Share of calls to ``strong`` at each of this row's points (full data)."""
+    def strong_curve(
+        self, q: FloatArray, c: FloatArray, points_q: FloatArray, weak: int, strong: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """(share of calls to ``strong``, mean quality) per point, for PGR (full data).
+
+        The oracle uses RouteLLM's optimal curve over 0–100% strong calls instead of its cost
+        frontier, which stops where extra strong calls no longer add quality.
+        """
         if self.kind == "zero":
             _, _, models = zero_router(q, c)
-            return (models == strong).astype(np.float64)
+            return (models == strong).astype(np.float64), points_q
         if self.oracle is not None:
-            return self.oracle.model_share(strong)
+            return oracle_strong_curve(q, weak, strong)
         assert self.choices is not None
-        return strong_fraction(self.choices, strong)
+        return strong_fraction(self.choices, strong), points_q
 
 
 def score_all(
@@ -143,8 +154,8 @@ def score_all(
         )
         if pair is not None:
             weak, strong = pair
-            x = e.strong_share(q, c, strong)
-            y = pgr(points[1], float(mq[weak]), float(mq[strong]))
+            x, curve_q = e.strong_curve(q, c, points[1], weak, strong)
+            y = pgr(curve_q, float(mq[weak]), float(mq[strong]))
             out[e.name].apgr = apgr(x, y)
             out[e.name].cpt = tuple(cpt(x, y, t) for t in CPT_TARGETS)
     zero, oracle = out["zero router"].aiq, out["oracle"].aiq

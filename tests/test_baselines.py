@@ -11,6 +11,7 @@ from eval.baselines import (
     check_matrices,
     oracle_choices,
     oracle_frontier_choices,
+    oracle_strong_curve,
     random_matched,
     single_model_points,
     zero_router,
@@ -113,3 +114,12 @@ def test_single_model_points_weighted():
     mc, mq = single_model_points(Q2, C2, w)
     np.testing.assert_allclose(mc, [1, 2, 4])
     np.testing.assert_allclose(mq, [0, 0, 1])
+
+
+def test_oracle_strong_curve_is_routellm_optimal():
+    # weak/strong per prompt: (1, 1) (0, 1) (1, 0) (0, 0); gains 0, +1, -1, 0
+    # sorted gains 1, 0, 0, -1 -> qualities with k strong calls: .5, .75, .75, .75, .5
+    q = np.array([[1, 1], [0, 1], [1, 0], [0, 0]], dtype=float)
+    x, y = oracle_strong_curve(q, weak=0, strong=1)
+    np.testing.assert_allclose(x, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(y, [0.5, 0.75, 0.75, 0.75, 0.5])

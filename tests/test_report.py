@@ -165,3 +165,18 @@ def test_plot_handles_free_models(tmp_path):
         tmp_path / "f.png"
     )
     assert out.stat().st_size > 20_000
+
+
+def test_two_model_metrics_need_a_costlier_better_model():
+    q, c = _data()
+    # The better model (large) made the cheaper one: nothing to trade, so no APGR/CPT.
+    q2, c2 = q[:, [0, 2]], c[:, [2, 0]]
+    rep = compare(q2, c2, ["weak", "strong"], None, EvaluationConfig(bootstrap_samples=0))
+    assert rep.two_model is None and "APGR" not in rep.table()
+
+
+def test_the_reference_reaches_its_own_quality():
+    # Means of the same column summed in different orders differ by an ulp; 100% must still hold.
+    q, c = _data(777, seed=3)
+    rep = compare(q, c, MODELS, None, EvaluationConfig(bootstrap_samples=0))
+    assert rep.row("large").cost_at["100%"] == pytest.approx(rep.row("large").cost_per_1k)
