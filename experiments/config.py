@@ -15,11 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
+from eval.certify import TargetConfig
 from eval.importers.config import DataConfig
 from eval.report import EvaluationConfig
 from eval.splits import SplitConfig
+from experiments.tracking.config import TrackingConfig
 from router.config import RouterConfig
 from router.errors import ConfigError
 from router.schema import StrictModel, load_yaml_model
@@ -35,9 +37,21 @@ class ExperimentConfig(StrictModel):
     split: SplitConfig = SplitConfig()
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    # Quality guarantee: when set, training certifies the policy knob (eval.guarantee).
+    target: TargetConfig | None = None
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _path: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _knob_or_target(self) -> ExperimentConfig:
+        if self.target is not None and self.router.policy.knob is not None:
+            raise ValueError(
+                "`router.policy.knob` and `target` cannot both be set: a fixed knob is not "
+                "certified; remove the knob (the target sets it) or remove the target"
+            )
+        return self
 
     @property
     def base_dir(self) -> Path:

@@ -260,3 +260,19 @@ def test_experiment_config_is_extensible_and_strict() -> None:
     data = {"sources": [{"path": "x.csv", "quality": "{model}"}], "labels": {"missing": "drop_row"}}
     cfg = parse_model(ExperimentConfig, {"name": "x", "data": data})
     assert cfg.data.cost.chars_per_token == 4.0
+
+
+def test_cell_parsing_handles_mixed_object_columns() -> None:
+    from eval.importers.values import Where, parse_numbers
+
+    where = Where("f.jsonl", "c", [str(i) for i in range(7)])
+    cells = pd.Series([None, np.nan, "True", 1, " 1.5 ", "false", "NULL"], dtype=object)
+    out = parse_numbers(cells, where, "a label", allow_bool=True)
+    np.testing.assert_array_equal(out, [np.nan, np.nan, 1.0, 1.0, 1.5, 0.0, np.nan])
+    with pytest.raises(
+        DataError,
+        match=r"f\.jsonl, column 'c', row 3 \(id '2'\): a cost must be a number, got 'True'",
+    ):
+        parse_numbers(cells, where, "a cost")
+    with pytest.raises(DataError, match=r"row 2 \(id '1'\): a count must be finite, got inf"):
+        parse_numbers(pd.Series(["1", "inf"]), where, "a count")

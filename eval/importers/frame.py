@@ -80,6 +80,8 @@ def _canonical_id(v: str) -> str:
 
 
 def check_unique(ids: list[str], name: str, col: str | None, hint: str) -> None:
+    if len(set(ids)) == len(ids):
+        return
     seen: dict[str, int] = {}
     for i, v in enumerate(ids):
         if v in seen:

@@ -37,6 +37,15 @@ def show(value: object) -> str:
     return repr(item() if callable(item) else value)
 
 
+def _fast_floats(values: pd.Series) -> tuple[FloatArray | None, npt.NDArray[np.bool_]]:
+    """Most numeric columns parse in one C loop; anything unusual takes the careful path."""
+    try:
+        arr = values.to_numpy(dtype=object).astype(np.float64)
+    except (ValueError, TypeError):
+        return None, np.zeros(len(values), dtype=bool)
+    return arr, np.zeros(len(arr), dtype=bool)
+
+
 def parse_numbers(
     values: pd.Series,
     where: Where,
@@ -51,6 +60,7 @@ def parse_numbers(
     """
     import pandas as pd
 
+    out: FloatArray | None
     if pd.api.types.is_bool_dtype(values.dtype):
         out = np.array(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
         bool_like = np.ones(len(out), dtype=bool)
@@ -58,9 +68,12 @@ def parse_numbers(
         out = np.array(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
         bool_like = np.zeros(len(out), dtype=bool)
     else:
-        text = values.astype("object").map(lambda v: "" if v is None else str(v)).str.strip()
+        out, bool_like = _fast_floats(values)
+    if out is None:
+        text = values.astype(str).str.strip()
         low = text.str.lower()
-        missing = low.isin(MISSING_TOKENS).to_numpy()
+        # pandas may keep None / NaN as NA in a str column, or spell them "None" / "nan"
+        missing = (low.isin(MISSING_TOKENS) | values.isna() | low.isna()).to_numpy()
         is_bool = low.isin(BOOLS.keys()).to_numpy()
         num = pd.to_numeric(text.where(~(missing | is_bool), None), errors="coerce")
         out = np.array(num.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
@@ -98,11 +111,10 @@ def parse_numbers(
 
 def parse_text(values: pd.Series) -> list[str | None]:
     """Strings as they are; missing (None/NaN) stays None. Empty strings are kept as ''."""
-    import pandas as pd
-
-    return [
-        None if (v is None or (not isinstance(v, str) and pd.isna(v))) else str(v) for v in values
-    ]
+    na = values.isna().to_numpy()
+    if not na.any():
+        return [str(v) for v in values.tolist()]
+    return [None if m else str(v) for v, m in zip(values.tolist(), na, strict=True)]
 
 
 def text_lengths(values: pd.Series) -> FloatArray:
