@@ -100,3 +100,66 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", str(cfg), "--baselines", "--split", "validation"])
     assert "invalid choice: 'validation'" in capsys.readouterr().err
+
+
+def _trained_router(tmp_path: Path) -> tuple[Path, Path]:
+    """A real router artifact fitted on the config's train/calibration splits (tiny embedder)."""
+    from eval.splits import make_splits
+    from experiments.config import load_dataset, load_experiment
+    from router.core import Router
+
+    cfg_path = _write_log(tmp_path, n=200)
+    cfg_path.write_text(
+        cfg_path.read_text()
+        + "router:\n  embedder: {name: 'hashing:64'}\n  predictor: {name: knn}\n",
+        encoding="utf-8",
+    )
+    cfg = load_experiment(cfg_path)
+    train, cal, _ = make_splits(ds := load_dataset(cfg, progress=False), cfg.split).apply(ds)
+    artifact = tmp_path / "router.tierwise"
+    Router(cfg.router).fit(train, cal).save(str(artifact))
+    return cfg_path, artifact
+
+
+def test_artifact_is_scored_beside_the_baselines(tmp_path, capsys):
+    from router.core import Router
+
+    cfg, artifact = _trained_router(tmp_path)
+    assert (
+        main(
+            [
+                "evaluate",
+                str(cfg),
+                "--artifact",
+                str(artifact),
+                "--json",
+                "--bootstrap",
+                "0",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
+    payload = json.loads(capsys.readouterr().out)
+    names = [r["name"] for r in payload["rows"]]
+    assert names[:2] == ["router (knn/utility)", "random @ router (knn/utility)"]
+    assert {"zero router", "oracle", "big"} <= set(names)
+    router = Router.load(str(artifact))
+    row = payload["rows"][0]
+    assert len(row["points"]) == len(router.knob_grid_)  # one point per knob value
+    assert row["gap_closed"] is not None and row["aiq"] <= payload["rows"][-1]["aiq"] + 1e-12
+
+
+def test_artifact_on_a_training_split_warns_and_wrong_data_fails(tmp_path, capsys):
+    cfg, artifact = _trained_router(tmp_path)
+    args = ["evaluate", str(cfg), "--artifact", str(artifact), "--bootstrap", "0"]
+    assert main([*args, "--split", "train", "--out", str(tmp_path / "o")]) == 0
+    assert "only test is an unbiased score" in capsys.readouterr().err
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(
+        cfg.read_text().replace("  labels:", "  rename_models: {big: huge}\n  labels:"),
+        encoding="utf-8",
+    )
+    assert main(["evaluate", str(renamed), "--artifact", str(artifact), "--bootstrap", "0"]) == 2
+    assert "routes to models ['big'] that dataset" in capsys.readouterr().err

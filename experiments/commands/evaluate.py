@@ -2,11 +2,12 @@
 
     tierwise evaluate configs/routerbench.yaml --baselines              # test split
     tierwise evaluate configs/routerbench.yaml --baselines --split all --json
+    tierwise evaluate configs/routerbench.yaml --artifact runs/routerbench/router.tierwise
 
-Prints the comparison table (every single model, the zero router, random routing, the oracle,
-with AIQ and paired bootstrap CIs) and writes the cost–quality chart and the JSON report to
-``--out`` (default ``runs/<config name>/``). Scoring settings come from the config's
-``evaluation:`` section (eval.report.EvaluationConfig).
+Prints the comparison table (a saved router's swept curve if given, and always every single
+model, the zero router, random routing, the oracle, with AIQ and paired bootstrap CIs) and
+writes the cost–quality chart and the JSON report to ``--out`` (default ``runs/<config name>/``).
+Scoring settings come from the config's ``evaluation:`` section (eval.report.EvaluationConfig).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def register(subparsers: Any) -> None:
         help="score the baselines (single models, zero router, random, oracle)",
     )
     parser.add_argument(
+        "--artifact",
+        metavar="PATH",
+        help="a trained router (router.tierwise from `tierwise train`) to score, swept over its "
+        "knob grid, beside the baselines",
+    )
+    parser.add_argument(
         "--split",
         choices=SPLITS,
         default="test",
@@ -63,12 +70,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from experiments.config import load_dataset, load_experiment
     from router.errors import ConfigError
 
-    if not args.baselines:
-        # Scoring a trained router artifact will plug in here (an `--artifact PATH` option that
-        # adds the router's swept choices to `policies`); until then baselines are all there is.
+    if not args.baselines and not args.artifact:
         raise ConfigError(
-            "nothing to evaluate: `tierwise evaluate` currently scores the baselines only "
-            "(single models, zero router, random routing, oracle); pass --baselines"
+            "nothing to evaluate: pass --baselines to score the single models, zero router, "
+            "random routing and oracle, or --artifact PATH to score a trained router beside them"
         )
     cfg = load_experiment(args.config)
     evaluation = cfg.evaluation
@@ -80,7 +85,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.split != "all":
         splits = make_splits(ds, cfg.split)
         ds = ds.subset(getattr(splits, args.split))
-    report = compare_dataset(ds, {}, evaluation)
+    policies: dict[str, Any] = {}
+    operating: dict[str, int] = {}
+    if args.artifact:
+        if args.split != "test":
+            print(
+                f"tierwise: warning: scoring a router on the {args.split} split; it was fitted "
+                "on train and its knob set on calibration, so only test is an unbiased score",
+                file=sys.stderr,
+            )
+        name, choices, index = _router_sweep(args.artifact, ds)
+        policies[name], operating[name] = choices, index
+    report = compare_dataset(ds, policies, evaluation, operating_points=operating)
 
     out_dir = Path(args.out) if args.out else Path("runs") / cfg.name
     title = f"{cfg.name}: {args.split} split, {ds.n_prompts} prompts"
@@ -107,3 +123,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print()
         print(f"chart: {png}\nreport: {report_path}", file=sys.stdout)
     return 0
+
+
+def _router_sweep(path: str, ds: Any) -> tuple[str, Any, int]:
+    """A saved router's choices over its knob grid on ``ds`` (dataset model indices), its knob."""
+    import numpy as np
+
+    from router.core import Router
+    from router.errors import ConfigError
+
+    router = Router.load(path)
+    missing = [m for m in router.models_ if m not in ds.models]
+    if missing:
+        raise ConfigError(
+            f"router {path} routes to models {missing} that dataset {ds.name!r} does not have "
+            f"(it has {list(ds.models)}); evaluate it on the data it was trained for"
+        )
+    to_ds = np.array([ds.models.index(m) for m in router.models_], dtype=np.int64)
+    sweep = router.sweep(list(ds.prompts))
+    index = int(np.argmin(np.abs(sweep.knobs - router.knob_)))
+    cfg = router.config
+    return f"router ({cfg.predictor.name}/{cfg.policy.name})", to_ds[sweep.choices], index
