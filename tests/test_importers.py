@@ -276,3 +276,11 @@ def test_cell_parsing_handles_mixed_object_columns() -> None:
         parse_numbers(cells, where, "a cost")
     with pytest.raises(DataError, match=r"row 2 \(id '1'\): a count must be finite, got inf"):
         parse_numbers(pd.Series(["1", "inf"]), where, "a count")
+
+
+def test_configs_readme_example_is_a_valid_config() -> None:
+    text = (FIXTURES.parents[2] / "configs" / "README.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_model(ExperimentConfig, yaml.safe_load(block), source="configs/README.md")
+    assert cfg.data.sources[0].cost == "{model}|total_cost"
+    assert cfg.data.labels.missing == "drop_row"
