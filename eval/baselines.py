@@ -127,30 +127,39 @@ class OracleFrontier:
 
     def __init__(self, quality: npt.ArrayLike, cost: npt.ArrayLike) -> None:
         q, c = check_matrices(quality, cost)
-        self.n = q.shape[0]
-        start = np.empty(self.n, dtype=np.int64)
-        seg_prompt: list[int] = []
-        seg_from: list[int] = []
-        seg_to: list[int] = []
-        for i in range(self.n):
-            hc, hq = frontier(c[i], q[i])
-            at = [
-                int(np.flatnonzero((c[i] == x) & (q[i] == y))[0])
-                for x, y in zip(hc, hq, strict=True)
-            ]
-            start[i] = at[0]
-            seg_prompt.extend([i] * (len(at) - 1))
-            seg_from.extend(at[:-1])
-            seg_to.extend(at[1:])
+        self.n, m = q.shape
         rows = np.arange(self.n)
+        # Start: the cheapest model, the best one among equally cheap ones.
+        cheapest = c == c.min(axis=1, keepdims=True)
+        start = np.argmax(np.where(cheapest, q, -np.inf), axis=1).astype(np.int64)
+        # Gift wrapping on every prompt at once: from the current vertex, the next vertex of the
+        # prompt's non-decreasing hull is the costlier, better model with the steepest slope
+        # (the farthest on ties, so collinear models are skipped). At most m - 1 steps.
+        cur, active = start.copy(), np.ones(self.n, dtype=bool)
+        seg_prompt, seg_from, seg_to = [], [], []
+        for _ in range(m - 1):
+            dc = c - c[rows, cur][:, None]
+            dq = q - q[rows, cur][:, None]
+            up = (dc > 0) & (dq > 0)
+            slope = np.where(up, dq / np.where(up, dc, 1.0), -np.inf)
+            best = slope.max(axis=1)
+            active &= np.isfinite(best)
+            if not active.any():
+                break
+            nxt = np.argmax(np.where(up & (slope >= best[:, None]), dc, -np.inf), axis=1)
+            seg_prompt.append(rows[active])
+            seg_from.append(cur[active])
+            seg_to.append(nxt[active])
+            cur = np.where(active, nxt, cur)
         self.start_model = start
         self.start_cost, self.start_quality = c[rows, start], q[rows, start]
-        sp = np.array(seg_prompt, dtype=np.int64)
-        sf = np.array(seg_from, dtype=np.int64)
-        st = np.array(seg_to, dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64)
+        sp = np.concatenate(seg_prompt).astype(np.int64) if seg_prompt else empty
+        sf = np.concatenate(seg_from).astype(np.int64) if seg_from else empty
+        st = np.concatenate(seg_to).astype(np.int64) if seg_to else empty
         dc = c[sp, st] - c[sp, sf]
         dq = q[sp, st] - q[sp, sf]
-        # Within a prompt slopes strictly decrease, so a stable sort keeps each prompt's
+        # Within a prompt slopes decrease step by step, so a stable sort keeps each prompt's
         # segments in order and the curve never skips a vertex of a prompt's own hull.
         order = np.argsort(-(dq / dc), kind="stable")
         self.seg_prompt, self.seg_from, self.seg_to = sp[order], sf[order], st[order]

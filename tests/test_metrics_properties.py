@@ -90,6 +90,10 @@ def test_lambda_sweep_points_lie_on_the_exact_oracle_frontier(data, lam):
     oc, oq = OracleFrontier(q, c).curve()
     pc, pq = policy_points(q, c, oracle_frontier_choices(q, c, [lam]))
     np.testing.assert_allclose(frontier_value(oc, oq, pc), pq, atol=1e-9)
+    # Ends: the cheapest model per prompt, and the best quality per prompt.
+    assert np.isclose(oc[0], c.min(axis=1).mean())
+    assert np.isclose(oq[-1], q.max(axis=1).mean())
+    assert np.all(np.diff(oc) >= 0) and np.all(np.diff(oq) >= -1e-12)
 
 
 @FAST
