@@ -7,8 +7,15 @@ The one entry point routers use::
 
 ``policies`` maps a name to ``(n,)`` choices (one model per prompt) or ``(k, n)`` choices (a swept
 policy, one row per knob value). Beside them the report always has every single model, the zero
-router (mixtures of single models), random routing at the router's costs, and the oracle. Metric
-definitions are in :mod:`eval.metrics`.
+router (mixtures of single models), random routing at the policy's costs (``random @ <name>``;
+over a cost grid when no policy is given), and the oracle (point: best model per prompt; curve:
+the exact frontier of argmax quality − λ·cost over all λ). Metric definitions are in
+:mod:`eval.metrics`. AIQ and gap closed are defined for curves only (swept policies, zero router,
+random, oracle); single models and ``(n,)`` policies show them as undefined (None / "n/a").
+
+Every row is scored on the same prompts, and each bootstrap resample re-scores every row, the
+zero router, the oracle and the reference on the same resampled prompts (paired resampling).
+With ``bootstrap_samples: 0`` a report on ~3,000 prompts × 11 models takes ~0.1 s.
 """
 
 from __future__ import annotations
@@ -280,12 +287,10 @@ def _two_model_pair(
 
 
 def _ordered(rows: tuple[Row, ...]) -> tuple[Row, ...]:
-    rank = {"policy": 0, "random": 1, "model": 2, "zero": 3, "oracle": 4}
+    """Policies (each followed by its random twin), single models by cost, zero router, oracle."""
+    head = [r for r in rows if r.kind in ("policy", "random")]
     models = sorted((r for r in rows if r.kind == "model"), key=lambda r: r.cost_per_1k)
-    rest = [r for r in rows if r.kind != "model"]
-    rest.sort(key=lambda r: rank[r.kind])
-    head = [r for r in rest if rank[r.kind] < 2]
-    tail = [r for r in rest if rank[r.kind] > 2]
+    tail = [r for r in rows if r.kind == "zero"] + [r for r in rows if r.kind == "oracle"]
     return tuple(head + models + tail)
 
 

@@ -180,3 +180,12 @@ def test_the_reference_reaches_its_own_quality():
     q, c = _data(777, seed=3)
     rep = compare(q, c, MODELS, None, EvaluationConfig(bootstrap_samples=0))
     assert rep.row("large").cost_at["100%"] == pytest.approx(rep.row("large").cost_per_1k)
+
+
+def test_several_policies_each_get_their_random_twin():
+    q, c = _data()
+    a, b = np.zeros((2, 40), dtype=int), np.full((2, 40), 2)
+    a[1] = 1
+    b[0] = 1
+    rep = compare(q, c, MODELS, {"a": a, "b": b}, EvaluationConfig(bootstrap_samples=0))
+    assert [r.name for r in rep.rows[:4]] == ["a", "random @ a", "b", "random @ b"]
