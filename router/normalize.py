@@ -51,9 +51,10 @@ class _Tokens:
     """Character spans of tokens: the model's fast tokenizer if given, else whitespace words."""
 
     def __init__(self, tokenizer: Any | None) -> None:
-        self.tokenizer = tokenizer
+        self.exact = tokenizer is not None
         self.specials = 0
         self.key = "words"
+        self._backend: Any = None
         if tokenizer is None:
             return
         backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
@@ -62,33 +63,21 @@ class _Tokens:
                 "`tokenizer` must be a Hugging Face fast tokenizer (with offsets) or a "
                 f"tokenizers.Tokenizer, got {type(tokenizer).__name__}; pass None to count words."
             )
-        try:
-            self.specials = int(tokenizer.num_special_tokens_to_add(False))
-        except (AttributeError, TypeError):
-            self.specials = 0
         # The tokenizer's definition, hashed: a different vocabulary cuts differently. Truncation
         # and padding are per-call state that transformers writes into it, so they are left out.
         spec = json.loads(backend.to_str())
-        spec.pop("truncation", None)
-        spec.pop("padding", None)
-        canonical = json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8")
-        self.key = "tok-" + hashlib.sha256(canonical).hexdigest()[:16]
+        spec["truncation"] = spec["padding"] = None
+        canonical = json.dumps(spec, sort_keys=True, ensure_ascii=False)
+        self.key = "tok-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+        # A private copy, never truncating: the model's own tokenizer has its truncation switched
+        # on and off by each encode call, which also makes sharing it across threads unsafe.
+        self._backend = type(backend).from_str(canonical)
+        self.specials = int(self._backend.num_special_tokens_to_add(False))
 
     def spans(self, text: str) -> list[tuple[int, int]]:
-        tok = self.tokenizer
-        if tok is None:
+        if self._backend is None:
             return [m.span() for m in _WORD.finditer(text)]
-        if hasattr(tok, "backend_tokenizer"):  # transformers wrapper: no truncation, no warning
-            enc = tok(
-                text,
-                add_special_tokens=False,
-                return_offsets_mapping=True,
-                truncation=False,
-                verbose=False,
-            )
-            offsets = enc["offset_mapping"]
-        else:
-            offsets = tok.encode(text, add_special_tokens=False).offsets
+        offsets = self._backend.encode(text, add_special_tokens=False).offsets
         return [(int(s), int(e)) for s, e in offsets if e > s]
 
     def count(self, text: str) -> int:
@@ -150,7 +139,7 @@ class Normalizer:
         tail = budget - head
         out = _cut(text, spans, head, tail, self._sep_cost)
         for _ in range(3):  # a cut inside a word can re-tokenize into a few more tokens
-            if self._tokens.tokenizer is None:
+            if not self._tokens.exact:
                 break
             over = self._tokens.count(out) - budget
             if over <= 0:

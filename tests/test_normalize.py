@@ -48,7 +48,7 @@ def minilm() -> Embedder:
 
 
 def norm(mode: str, **kw: object) -> Normalizer:
-    return Normalizer(NormalizationConfig(mode=mode, **kw))  # type: ignore[arg-type]
+    return Normalizer(NormalizationConfig(mode=mode, **kw))
 
 
 # ---- word-counting (no tokenizer) --------------------------------------------------------------
@@ -135,9 +135,10 @@ def test_non_tokenizer_is_rejected() -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["head", "tail", "head_tail", "last_turn"])
 def test_token_budget_is_exact_with_the_model_tokenizer(minilm: Embedder, mode: str) -> None:
-    n = Normalizer.for_embedder(NormalizationConfig(mode=mode), minilm)  # type: ignore[arg-type]
+    n = Normalizer.for_embedder(NormalizationConfig(mode=mode), minilm)
     out = n.apply(PROMPT)
     tok = minilm.tokenizer
+    assert tok is not None
     n_tokens = len(tok(out, truncation=False, verbose=False)["input_ids"])  # with [CLS], [SEP]
     assert 240 <= n_tokens <= 256
     assert (QUESTION in out) == (mode != "head")
@@ -226,3 +227,18 @@ def test_last_turn_mode_truncates_the_extracted_turn() -> None:
     out = norm("last_turn", max_tokens=100).apply(chat)
     assert out.startswith("w0 ") and out.endswith("w499") and SEPARATOR in out
     assert "old" not in out
+
+
+@pytest.mark.integration
+def test_normalizer_is_safe_to_share_across_threads(minilm: Embedder) -> None:
+    """A server normalizes requests on several threads while the model tokenizes too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = Normalizer.for_embedder(NormalizationConfig(mode="head_tail"), minilm)
+    prompts = [routerbench_like(f"Question {i}: why is the sky blue at noon?") for i in range(24)]
+    expected = [n.apply(p) for p in prompts]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        model_job = pool.submit(minilm.embed, prompts[:8])
+        got = list(pool.map(n.apply, prompts))
+        model_job.result()
+    assert got == expected
