@@ -149,10 +149,10 @@ def test_two_processes_share_one_cache(tmp_path: Path) -> None:
         assert 150 <= int(out) <= 300
     emb = CountingEmbedder()
     texts = [f"shared prompt {i}" for i in range(450)]
-    out = embed_with_cache(emb, None, texts, EmbeddingCache(cache_dir), progress=False)
+    vecs = embed_with_cache(emb, None, texts, EmbeddingCache(cache_dir), progress=False)
     assert emb.texts == []
     assert EmbeddingCache(cache_dir).count() == 450
-    np.testing.assert_allclose(out, HashingEmbedder(16).embed(texts), atol=1e-6)
+    np.testing.assert_allclose(vecs, HashingEmbedder(16).embed(texts), atol=1e-6)
 
 
 def test_progress_bar_reports_misses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
