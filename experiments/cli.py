@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -20,8 +19,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "experiments.commands.evaluate",
     "experiments.commands.train",
     "experiments.commands.route",
-    "experiments.commands.compare",
-    "experiments.commands.track",
     "experiments.commands.check",
 )
 
@@ -59,10 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tierwise: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # Output piped into `head` and closed early: not an error of ours; silence the flush too.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        return 0
 
 
 if __name__ == "__main__":

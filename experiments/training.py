@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from eval.certify import Certificate
 from eval.dataset import RoutingDataset
 from eval.report import ComparisonReport, compare_dataset
 from eval.splits import Splits, make_splits
@@ -47,6 +48,7 @@ class TrainResult:
     seconds: float
     artifact: Path | None = None
     plot: Path | None = None
+    certificate: Certificate | None = None  # set when the config has a `target`
 
 
 def cache_dir(cfg: RouterConfig) -> str:
@@ -84,9 +86,16 @@ def evaluate_on_test(
     """The router's swept curve and its chosen operating point on the test split, with baselines."""
     sweep = router.sweep(prep.test.prompts, progress=progress)
     name = policy_label(router.config)
-    index = int(np.flatnonzero(np.isclose(sweep.knobs, router.knob_))[0])
+    choices = sweep.choices
+    if router.fallback_model_ is not None:
+        # No knob was certified: the deployed router sends every prompt to the fallback tier.
+        fallback = np.full((1, choices.shape[1]), router.models_.index(router.fallback_model_))
+        choices = np.vstack([choices, fallback])
+        index = len(choices) - 1
+    else:
+        index = int(np.flatnonzero(np.isclose(sweep.knobs, router.knob_))[0])
     report = compare_dataset(
-        prep.test, {name: sweep.choices}, prep.config.evaluation, operating_points={name: index}
+        prep.test, {name: choices}, prep.config.evaluation, operating_points={name: index}
     )
     return report, name, index
 
@@ -116,11 +125,19 @@ def train(
     t0 = time.perf_counter()
     prep = prep or prepare(cfg, progress=progress)
     router = fit_router(prep, cfg.router, progress=progress)
+    certificate = None
+    if cfg.target is not None:
+        from eval.guarantee import certify_router
+
+        certificate = certify_router(router, prep.calibration, cfg.target, seed=cfg.split.seed)
     report, name, index = evaluate_on_test(router, prep, progress=progress)
     result = TrainResult(router, report, name, index, time.perf_counter() - t0)
+    result.certificate = certificate
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics = {k: v for k, v in report.flat_metrics().items() if np.isfinite(v)}
+        if certificate is not None:
+            metrics.update(certificate.metrics())
         result.artifact = Path(
             router.save(
                 str(out_dir / "router.tierwise"),

@@ -80,6 +80,8 @@ class Router:
         self._embedder = embedder
         self._cache: Any = None
         self.certificate_: dict[str, Any] | None = None
+        # Set by certification when no knob passes: route() then sends every prompt here.
+        self.fallback_model_: str | None = None
         self.manifest_: dict[str, Any] | None = None
 
     # -- embedding -------------------------------------------------------------------------
@@ -127,6 +129,7 @@ class Router:
         if len(train.prompts) < 2 or len(calibration.prompts) < 2:
             raise DataError("`fit` needs at least 2 train and 2 calibration prompts")
         cfg = self.config
+        self.certificate_, self.fallback_model_ = None, None  # a refit voids any certificate
         self.models_ = tuple(train.models)
         self.embedder_identity_ = self.embedder.identity
         self.dim_ = self.embedder.dim
@@ -229,6 +232,9 @@ class Router:
         return Sweep(self.knob_grid_, choices.astype(np.int64), P, C)
 
     def choose(self, P: FloatArray, C: FloatArray, knob: float | None = None) -> IntArray:
+        """Chosen tier per row; with no explicit knob a certification fallback is honoured."""
+        if knob is None and self.fallback_model_ is not None:
+            return np.full(len(P), self.models_.index(self.fallback_model_), dtype=np.int64)
         return self.policy_.choose(P, C, self.knob_ if knob is None else knob)
 
     def route(self, prompts: Sequence[object], *, knob: float | None = None) -> list[Decision]:
@@ -236,7 +242,9 @@ class Router:
         self._check_fitted()
         texts, errors = validate_batch(list(prompts), max_chars=self.config.max_prompt_chars)
         good = [i for i, t in enumerate(texts) if t is not None]
-        knob_used = self.knob_ if knob is None else float(knob)
+        knob_used: float | None = self.knob_ if knob is None else float(knob)
+        if knob is None and self.fallback_model_ is not None:
+            knob_used = None  # fallback: the reference tier, no knob involved
         out: list[Decision] = [
             Decision(index=i, model=None, policy=self.config.policy.name, knob=knob_used, error=e)
             for i, e in enumerate(errors)

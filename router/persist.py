@@ -71,6 +71,7 @@ def router_payload(router: Router) -> tuple[dict[str, Any], dict[str, np.ndarray
             "knob": router.knob_,
             "reference_model": router.reference_model_,
             "target_quality": router.target_quality_,
+            "fallback_model": router.fallback_model_,
         },
     }
     return payload, arrays
@@ -119,6 +120,12 @@ def load_router(path: str | Path, *, embedder: Embedder | None = None) -> Router
         router.knob_ = float(pol["knob"])
         router.reference_model_ = pol["reference_model"]
         router.target_quality_ = float(pol["target_quality"])
+        router.fallback_model_ = pol.get("fallback_model")
+        if router.fallback_model_ is not None and router.fallback_model_ not in router.models_:
+            raise ArtifactError(
+                f"{path}: policy.fallback_model {router.fallback_model_!r} is not one of the "
+                f"models {list(router.models_)}; re-export the router with `tierwise train`"
+            )
         router.knob_grid_ = art.arrays["policy.knob_grid"]
         router.calibration_curve_ = art.arrays["policy.calibration_curve"]
         router.price_table_version_ = p.get("price_table_version")

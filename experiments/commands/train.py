@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 HELP = """\
 Train the router an experiment config describes: import the traffic log, split it
 (train / calibration / test, grouped by prompt text), fit the quality predictor on train,
-calibrate it and set the policy knob on calibration, then score the router ONCE on the
-untouched test split beside every single model, the zero router, random routing and the
-oracle. Writes the router artifact (router.tierwise) and the cost-quality chart (PNG).
+calibrate it and set the policy knob on calibration — with a `target:` section, certify the
+knob: the target then holds on new traffic with the stated confidence, or the router falls
+back to the reference tier — then score the router ONCE on the untouched test split beside
+every single model, the zero router, random routing and the oracle. Writes the router
+artifact (router.tierwise) and the cost-quality chart (PNG).
 """
 
 
@@ -38,10 +41,15 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"\n{cfg.name}: {result.report.n_prompts} test prompts, reference {result.report.reference}"
     )
-    print(
-        f"policy {r.config.policy.name} knob={r.knob_:.4g} (cheapest calibration knob reaching "
-        f"{r.config.policy.select.quality_fraction:.0%} of {r.reference_model_}'s quality)"
-    )
+    if result.certificate is not None:
+        print(f"policy {r.config.policy.name}: certified for the config's target")
+        print(textwrap.fill(result.certificate.explain(), width=100))
+    else:
+        print(
+            f"policy {r.config.policy.name} knob={r.knob_:.4g} (cheapest calibration knob "
+            f"reaching {r.config.policy.select.quality_fraction:.0%} of {r.reference_model_}'s "
+            "quality; no guarantee — add a `target:` section to certify it)"
+        )
     print(result.report.table())
     print(f"\nartifact: {result.artifact}\nchart:    {result.plot}  ({result.seconds:.1f}s)")
     return 0

@@ -1,0 +1,385 @@
+"""The quality guarantee for a fitted Router: certify its knob, and check it on new traffic.
+
+``certify_router(router, calibration, target)`` turns ``eval.certify``'s Learn-then-Test
+certificate into a deployed setting: it sets ``router.knob_`` to the cheapest knob whose mean
+routed quality meets ``target`` with the target's confidence, stores the certificate in
+``router.certificate_`` (saved in the artifact manifest), or — when no knob passes — sets
+``router.fallback_model_`` so that ``route()`` sends every prompt to the reference tier.
+``check_router`` tests whether a saved router still meets its target on newly labelled traffic,
+and ``certify_sample`` re-certifies it there (``tierwise check --recertify``).
+
+Why the calibration split is cut in two. The certificate is valid only if everything that maps
+a prompt to a tier — predictor, probability calibrator, expected-cost model — and the ordered
+knob grid are fixed independently of the labels it is tested on. ``Router.fit`` fits the
+calibrator *and* builds the knob grid on the calibration split, so testing knobs on that same
+split reuses its labels and the guarantee would not hold. ``certify_router`` therefore splits the
+calibration prompts (grouped by prompt text, seeded) into
+
+- a calibrator part (``1 − holdout``): the probability calibrator is re-fitted, the knob grid
+  rebuilt and the naive calibration curve recomputed on it alone;
+- a certification part (``holdout``, default half): used only to test the knobs, in the grid's
+  fixed order from the most expensive behaviour to the cheapest.
+
+The predictor and the cost model are fitted on the train split, so they are independent of both.
+The price of soundness is a calibrator fitted on fewer labels and a certificate on fewer prompts.
+Cross-fitting would use every label twice but would certify calibrators other than the one that
+is deployed. Anything that *chooses* using the certification part's labels — e.g. tuning
+hyper-parameters by scoring trials on the whole calibration split — voids the guarantee: score
+trials on data outside ``split_for_certification(...).certification``.
+
+Re-certifying a saved router on new labelled traffic needs no split: its calibrator and grid were
+fitted on other data, so every new prompt can serve the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from eval.certify import Certificate, CheckResult, TargetConfig, as_target, certify, check_guarantee
+from router.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from eval.certify import TargetLike
+    from eval.dataset import RoutingDataset
+    from router.core import Router
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+DEFAULT_HOLDOUT = 0.5
+
+__all__ = [
+    "DEFAULT_HOLDOUT",
+    "CertificationSplit",
+    "KnobSweep",
+    "TrafficCheck",
+    "align_models",
+    "certify_router",
+    "certify_sample",
+    "check_router",
+    "split_for_certification",
+    "sweep_realized",
+]
+
+
+@dataclass(frozen=True)
+class CertificationSplit:
+    """Row indices of the calibration split: one part fits the calibrator, the other certifies."""
+
+    calibrator: IntArray
+    certification: IntArray
+
+
+def split_for_certification(
+    prompts: Sequence[str], holdout: float = DEFAULT_HOLDOUT, seed: int = 0
+) -> CertificationSplit:
+    """Seeded split of prompt *groups* (identical texts together), ``holdout`` to certification."""
+    if not 0 < holdout < 1:
+        raise ConfigError(f"`holdout` must be a fraction in (0, 1), got {holdout!r}")
+    seen: dict[str, int] = {}
+    groups = np.array([seen.setdefault(" ".join(p.split()).casefold(), len(seen)) for p in prompts])
+    if len(seen) < 4:
+        raise DataError(
+            f"certification needs at least 4 distinct calibration prompts, got {len(seen)}; "
+            "label more traffic"
+        )
+    order = np.random.default_rng(seed).permutation(len(seen))
+    sizes = np.bincount(groups, minlength=len(seen))[order]
+    cut = int(np.searchsorted(np.cumsum(sizes), (1.0 - holdout) * len(prompts)))
+    cut = min(max(cut, 2), len(seen) - 2)  # both parts keep ≥ 2 groups
+    in_cert = np.isin(groups, order[cut:])
+    return CertificationSplit(
+        calibrator=np.flatnonzero(~in_cert).astype(np.int64),
+        certification=np.flatnonzero(in_cert).astype(np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class KnobSweep:
+    """Realized outcomes of every knob on labelled prompts, most conservative knob first."""
+
+    knobs: FloatArray  # (k,) the router's grid reversed: the fixed certification order
+    choices: IntArray  # (k, n) chosen column per prompt
+    quality: FloatArray  # (k, n) realized quality of the chosen answer
+    cost: FloatArray  # (k, n) realized USD cost of the chosen answer
+
+
+def sweep_realized(
+    router: Router, P: FloatArray, C: FloatArray, quality: FloatArray, cost: FloatArray
+) -> KnobSweep:
+    """Route labelled prompts at every knob of ``router.knob_grid_`` and read off the outcomes."""
+    knobs = np.asarray(router.knob_grid_, dtype=np.float64)[::-1].copy()
+    choices = np.stack([router.policy_.choose(P, C, k) for k in knobs]).astype(np.int64)
+    rows = np.arange(P.shape[0])
+    q, c = quality[rows, choices], cost[rows, choices]
+    _require_known(q, choices, router.models_, "quality label")
+    _require_known(c, choices, router.models_, "cost")
+    return KnobSweep(knobs, choices, q, c)
+
+
+def _require_known(values: FloatArray, choices: IntArray, models: Sequence[str], what: str) -> None:
+    bad = np.argwhere(~np.isfinite(values))
+    if len(bad):
+        k, i = (int(x) for x in bad[0])
+        raise DataError(
+            f"prompt row {i} is routed to {models[int(choices[k, i])]!r}, whose {what} is "
+            f"unknown ({len(np.unique(bad[:, 1]))} such prompts); a guarantee needs the {what} "
+            "of every answer it may route to: label those answers or drop those prompts"
+        )
+
+
+def _reference_index(models: Sequence[str], quality: FloatArray, target: TargetConfig) -> int:
+    """The reference tier, chosen before looking at the certification labels."""
+    if target.reference == "best":
+        known = np.isfinite(quality)
+        means = np.where(known, quality, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+        return int(np.argmax(np.where(known.any(axis=0), means, -np.inf)))
+    if target.reference not in models:
+        raise ConfigError(
+            f"`target.reference` must be 'best' or one of the router's models {list(models)}, "
+            f"got {target.reference!r}"
+        )
+    return list(models).index(target.reference)
+
+
+def _calibrated(router: Router, raw: FloatArray) -> FloatArray:
+    return np.asarray(np.clip(router.calibrator_.transform(raw), 0.0, 1.0), dtype=np.float64)
+
+
+def certify_sample(
+    router: Router,
+    P: FloatArray,
+    C: FloatArray,
+    quality: FloatArray,
+    cost: FloatArray,
+    target: TargetLike,
+    reference: int,
+    scheme: dict[str, Any],
+) -> Certificate:
+    """Certify ``router``'s grid on one labelled sample and deploy the result on ``router``.
+
+    ``P``/``C``: the router's calibrated P(success) and expected cost on the sample (fitted on
+    other data); ``quality``/``cost``: the sample's labels, columns in ``router.models_`` order;
+    ``reference``: column of the reference tier. ``scheme`` is recorded in the certificate.
+    """
+    t = as_target(target)
+    sweep = sweep_realized(router, P, C, quality, cost)
+    ref_q, ref_c = quality[:, reference], cost[:, reference]
+    if not (np.isfinite(ref_q).all() and np.isfinite(ref_c).all()):
+        raise DataError(
+            f"the reference tier {router.models_[reference]!r} has unknown labels or costs on "
+            f"{int((~np.isfinite(ref_q) | ~np.isfinite(ref_c)).sum())} prompts; a guarantee "
+            "needs them all"
+        )
+    cert = certify(sweep.quality, sweep.cost, sweep.knobs, ref_q, t, reference_cost=ref_c)
+    record = cert.to_dict()
+    record["reference_model"] = router.models_[reference]
+    record["scheme"] = scheme
+    if cert.fallback:
+        # No knob certified: every prompt goes to the reference tier; the knob stays at the most
+        # conservative value so an explicit --knob override still behaves sensibly.
+        router.fallback_model_ = router.models_[reference]
+        router.knob_ = float(sweep.knobs[0])
+    else:
+        router.fallback_model_ = None
+        router.knob_ = float(cert.knob)
+    router.certificate_ = record
+    return cert
+
+
+def certify_router(
+    router: Router,
+    calibration: RoutingDataset,
+    target: TargetLike,
+    *,
+    holdout: float = DEFAULT_HOLDOUT,
+    seed: int = 0,
+    embeddings: npt.NDArray[Any] | None = None,
+) -> Certificate:
+    """Certify a fitted router's knob on its calibration split; returns the Certificate.
+
+    ``router`` must be fitted with a predictor that never saw ``calibration`` (``Router.fit(train,
+    calibration)`` is fine: its calibrator is re-fitted here). ``calibration`` is split (see the
+    module docstring): ``1 − holdout`` re-fits the calibrator and knob grid, ``holdout`` certifies.
+    ``target``: a TargetConfig or its YAML mapping. ``embeddings``: this router's embeddings of
+    ``calibration.prompts`` when already computed. Sets ``router.knob_``, ``router.certificate_``
+    and ``router.fallback_model_`` (None unless no knob passes).
+    """
+    from router.calibration import Calibrator
+    from router.expected_cost import prompt_chars
+
+    router._check_fitted()
+    t = as_target(target)
+    if router.config.policy.knob is not None:
+        raise ConfigError(
+            f"`router.policy.knob` is fixed at {router.config.policy.knob:g}, so there is no knob "
+            "to certify; remove it (the target sets the knob) or remove `target`"
+        )
+    if tuple(calibration.models) != tuple(router.models_):
+        raise DataError(
+            f"calibration models {list(calibration.models)} must be the router's "
+            f"{list(router.models_)}, in that order"
+        )
+    X = router.embed(calibration.prompts) if embeddings is None else np.asarray(embeddings)
+    if X.shape != (len(calibration.prompts), router.dim_):
+        raise DataError(
+            f"`embeddings` must be ({len(calibration.prompts)}, {router.dim_}), got {X.shape}"
+        )
+    raw = router.predictor_.predict_proba(X)
+    C = router.cost_model_.predict(X, prompt_chars(tuple(calibration.prompts)))
+    split = split_for_certification(calibration.prompts, holdout, seed)
+    a, b = split.calibrator, split.certification
+    part_a = calibration.subset(a)
+    router.calibrator_ = Calibrator(method=router.config.calibration.method).fit(
+        raw[a], part_a.quality
+    )
+    P = _calibrated(router, raw)
+    cfg = router.config
+    router.knob_grid_ = np.asarray(router.policy_.knob_grid(P[a], C[a], n=cfg.policy.grid_size))
+    router._set_knob(part_a, P[a], C[a])  # naive curve and reference on the calibrator part
+    quality = np.asarray(calibration.quality, dtype=np.float64)
+    cost = np.asarray(calibration.cost, dtype=np.float64)
+    ref = _reference_index(router.models_, quality[a], t)
+    scheme = {
+        "name": "split",
+        "holdout": holdout,
+        "seed": seed,
+        "n_calibrator": len(a),
+        "n_certification": len(b),
+        "note": "calibrator and knob grid fitted on the calibrator part; knobs tested only on "
+        "the certification part",
+    }
+    return certify_sample(router, P[b], C[b], quality[b], cost[b], t, ref, scheme)
+
+
+# ----------------------------------------------------------------------------- new traffic
+def align_models(router: Router, data: RoutingDataset) -> tuple[FloatArray, FloatArray]:
+    """``data``'s quality and cost, columns in the router's tier order (extra models dropped)."""
+    missing = [m for m in router.models_ if m not in data.models]
+    if missing:
+        raise DataError(
+            f"the labelled traffic must have every tier of the router {list(router.models_)}; "
+            f"missing {missing} (it has {list(data.models)}); label those models or check the "
+            "data config's model columns"
+        )
+    cols = [data.models.index(m) for m in router.models_]
+    return (
+        np.asarray(data.quality, dtype=np.float64)[:, cols],
+        np.asarray(data.cost, dtype=np.float64)[:, cols],
+    )
+
+
+def stored_target(router: Router, fallback: TargetConfig | None = None) -> TargetConfig:
+    """The target the artifact was certified for, else ``fallback`` (e.g. a config's target)."""
+    cert = getattr(router, "certificate_", None)
+    if cert is not None:
+        return as_target(cert["target"])
+    if fallback is not None:
+        return fallback
+    raise ConfigError(
+        "this artifact carries no certificate, so there is no target to check; add a `target:` "
+        "section to the config (e.g. target: {kind: relative, value: 0.95}) or re-train with one"
+    )
+
+
+def reference_of(router: Router, target: TargetConfig, quality: FloatArray) -> int:
+    """The certificate's reference tier; else the target's, resolved without new labels."""
+    cert = getattr(router, "certificate_", None) or {}
+    name = cert.get("reference_model")
+    if name is None and target.reference == "best":
+        name = router.reference_model_  # chosen on the training-time calibration labels
+    if name is None:
+        return _reference_index(router.models_, quality, target)
+    if name not in router.models_:
+        raise ConfigError(
+            f"reference model {name!r} is not a tier of this router {list(router.models_)}"
+        )
+    return list(router.models_).index(name)
+
+
+@dataclass(frozen=True)
+class TrafficCheck:
+    """What ``tierwise check`` found on newly labelled traffic."""
+
+    result: CheckResult
+    reference_model: str
+    share: dict[str, float]  # fraction of prompts routed to each tier
+    cost_mean: float  # realized USD per prompt
+    reference_cost_mean: float
+    fallback: bool
+    choices: IntArray
+    P: FloatArray
+    C: FloatArray
+    quality: FloatArray
+    cost: FloatArray
+
+
+def check_router(
+    router: Router,
+    data: RoutingDataset,
+    target: TargetConfig | None = None,
+    *,
+    embeddings: npt.NDArray[Any] | None = None,
+) -> TrafficCheck:
+    """Route ``data``'s prompts as deployed and test the artifact's target on the outcomes."""
+    from router.expected_cost import prompt_chars
+    from router.prompts import validate_batch
+
+    t = stored_target(router, target)
+    quality, cost = align_models(router, data)
+    texts, errors = validate_batch(list(data.prompts), max_chars=router.config.max_prompt_chars)
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if bad:
+        raise DataError(
+            f"prompt id {data.ids[bad[0]]!r} cannot be routed ({errors[bad[0]]}); "
+            f"{len(bad)} such prompts: fix or drop them in the labelled traffic"
+        )
+    prompts = tuple(str(x) for x in texts)
+    X = router.embed(prompts) if embeddings is None else np.asarray(embeddings)
+    P, C = router.predict(X, prompt_chars(prompts))
+    choices = router.choose(P, C)
+    rows = np.arange(len(prompts))
+    q = quality[rows, choices]
+    _require_known(q[None, :], choices[None, :], router.models_, "quality label")
+    ref = reference_of(router, t, quality)
+    ref_q = quality[:, ref]
+    if not np.isfinite(ref_q).all() and t.kind == "relative":
+        raise DataError(
+            f"a relative target needs the reference {router.models_[ref]!r}'s quality on every "
+            f"prompt; {int((~np.isfinite(ref_q)).sum())} are unknown"
+        )
+    result = check_guarantee(q, ref_q if np.isfinite(ref_q).all() else None, t)
+    counts = np.bincount(choices, minlength=len(router.models_)) / len(choices)
+    return TrafficCheck(
+        result=result,
+        reference_model=router.models_[ref],
+        share={m: float(s) for m, s in zip(router.models_, counts, strict=True)},
+        cost_mean=float(np.nanmean(cost[rows, choices])),
+        reference_cost_mean=float(np.nanmean(cost[:, ref])),
+        fallback=router.fallback_model_ is not None,
+        choices=choices,
+        P=P,
+        C=C,
+        quality=quality,
+        cost=cost,
+    )
+
+
+def recertify(
+    router: Router, check: TrafficCheck, target: TargetConfig | None = None
+) -> Certificate:
+    """Re-certify ``router``'s knob on the checked traffic (all of it: its grid is fixed)."""
+    t = stored_target(router, target)
+    ref = list(router.models_).index(check.reference_model)
+    scheme = {
+        "name": "recertified",
+        "n_certification": len(check.choices),
+        "note": "calibrator and knob grid from the original artifact; knobs tested on new "
+        "labelled traffic",
+    }
+    return certify_sample(router, check.P, check.C, check.quality, check.cost, t, ref, scheme)
