@@ -18,6 +18,13 @@ Methods:
 - ``none``: identity (for predictors already calibrated, or for comparison).
 A tier with fewer than ``min_samples`` known labels keeps the identity, recorded in
 ``methods_``.
+
+Measured on RouterBench (MiniLM, ~630 calibration prompts, 3 grouped splits; see
+scripts/explore_policies.py): predictors trained with cross-entropy (logreg, mlp, mf) are
+already close to calibrated there, and a non-parametric map fitted on a few hundred labels
+adds noise (isotonic: Brier +0.002, AIQ -0.003 on average). Platt fixes the predictors that
+are off (kNN with k=20: ECE 0.044 -> 0.023; logreg C=10: 0.032 -> 0.023) at almost no cost
+elsewhere, hence the default. Use isotonic with thousands of calibration labels per tier.
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ def _platt(p: FloatArray, y: FloatArray, w: FloatArray) -> tuple[float, float]:
 class Calibrator:
     """Per-tier calibration map ``P -> calibrated P``."""
 
-    def __init__(self, method: str = "isotonic", min_samples: int = 10) -> None:
+    def __init__(self, method: str = "platt", min_samples: int = 10) -> None:
         self.method = method
         self.min_samples = min_samples
 

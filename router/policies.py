@@ -18,6 +18,14 @@ is a decreasing λ). A decision for one prompt never depends on the other prompt
   λ = 1 means "give up one unit of success probability to save one top-tier query". With
   ``cost_scale=None`` cost is in raw USD and λ in 1/USD.
 Ties go to the cheaper tier, then to the lower column index.
+
+Measured on RouterBench (MiniLM tail embeddings, 3 grouped splits, AIQ averaged over 12
+predictor configurations × 4 calibrations; best configuration in brackets; see
+scripts/explore_policies.py): utility 0.831 (0.841), threshold gap 0.827 (0.836), relative
+0.826 (0.834), absolute 0.811 (0.824), absolute with fallback "top" 0.807 (0.820). Zero router
+0.812, oracle 0.970. Utility is the Lagrangian optimum of expected quality minus cost, so with
+calibrated p no per-prompt rule can beat it on average; ``gap`` is the default threshold mode
+because it comes closest while keeping the "good enough, then cheapest" reading.
 """
 
 from __future__ import annotations
@@ -127,7 +135,7 @@ class ThresholdPolicy(Policy):
 
     def __init__(
         self,
-        mode: str = "relative",
+        mode: str = "gap",
         fallback: str = "most_likely",
         tier_offsets: list[float] | None = None,
     ) -> None:
