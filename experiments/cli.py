@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "experiments.commands.train",
     "experiments.commands.route",
     "experiments.commands.check",
+    "experiments.commands.compare",
+    "experiments.commands.track",
 )
 
 DESCRIPTION = """\

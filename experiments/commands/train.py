@@ -27,16 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="experiment YAML, e.g. configs/routerbench.yaml")
     p.add_argument("--out", type=Path, default=None, help="output dir (default: runs/<name>)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--track",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log an MLflow run (default: the config's tracking.enabled, true unless set)",
+    )
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for this run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from experiments.config import load_experiment
-    from experiments.training import train
+    from experiments.training import prepare, train
 
     cfg = load_experiment(args.config)
     out = args.out or Path("runs") / cfg.name
-    result = train(cfg, out_dir=out, progress=not args.no_progress)
+    prep = prepare(cfg, progress=not args.no_progress)
+    result = train(cfg, out_dir=out, progress=not args.no_progress, prep=prep)
     r = result.router
     print(
         f"\n{cfg.name}: {result.report.n_prompts} test prompts, reference {result.report.reference}"
@@ -52,4 +60,9 @@ def run(args: argparse.Namespace) -> int:
         )
     print(result.report.table())
     print(f"\nartifact: {result.artifact}\nchart:    {result.plot}  ({result.seconds:.1f}s)")
+    track = cfg.tracking.enabled if args.track is None else args.track
+    if track:
+        from experiments.commands.track import track_training
+
+        track_training(result, prep, cfg, args.tracking_uri)
     return 0

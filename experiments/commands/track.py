@@ -1,0 +1,144 @@
+"""`tierwise track`: check the MLflow store, and backfill tuning studies into it (`sync`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from router.errors import ConfigError
+
+if TYPE_CHECKING:
+    from experiments.config import ExperimentConfig
+    from experiments.training import Prepared, TrainResult
+
+HELP = """\
+MLflow tracking. `tierwise track check CONFIG` says where runs go and whether that store
+answers. `tierwise track sync CONFIG` logs every finished trial of the config's tuning
+studies that MLflow does not have yet (a parent run per study, a child run per trial), e.g.
+after the tracking server was down during a study; running it twice logs nothing twice.
+"""
+JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "track",
+        help="check MLflow tracking, backfill studies",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = p.add_subparsers(dest="track_action", metavar="ACTION")
+    actions.required = True
+    check = actions.add_parser("check", help="where runs go and whether the store answers")
+    check.add_argument("config", help="experiment YAML")
+    check.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    check.set_defaults(func=run_check)
+    sync = actions.add_parser("sync", help="log the studies' missing trials to MLflow")
+    sync.add_argument("config", help="experiment YAML")
+    sync.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage: a journal file (.log/.jsonl) or a database URL "
+        "(default: the tuner's storage for this config)",
+    )
+    sync.add_argument("--study", default=None, help="study name (default: every study there)")
+    sync.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    sync.set_defaults(func=run_sync)
+
+
+def track_training(
+    result: TrainResult, prep: Prepared, cfg: ExperimentConfig, tracking_uri: str | None
+) -> str | None:
+    """`tierwise train`'s hook: log the run; an outage is a warning (the artifact is saved)."""
+    from experiments.tracking.runs import log_training
+    from experiments.tracking.store import TrackingUnavailable
+
+    tracking = cfg.tracking.resolve(cfg.name, tracking_uri=tracking_uri)
+    try:
+        run_id = log_training(result, prep, cfg, tracking_uri=tracking_uri)
+    except TrackingUnavailable as err:
+        print(f"tierwise: warning: run not tracked: {err}", file=sys.stderr)
+        return None
+    print(f"mlflow:   run {run_id} in experiment {tracking.experiment!r} at {tracking.uri}")
+    if tracking.register:
+        print(f"          registered as a new version of model {tracking.registered_model!r}")
+    return run_id
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from experiments.config import load_experiment
+    from experiments.tracking.store import connect
+
+    cfg = load_experiment(args.config)
+    tracking = cfg.tracking.resolve(cfg.name, tracking_uri=args.tracking_uri)
+    client = connect(tracking)
+    exp = client.get_experiment_by_name(tracking.experiment)
+    n = len(client.search_runs([exp.experiment_id], max_results=1000)) if exp else 0
+    print(f"tracking URI:     {tracking.uri} (reachable)")
+    print(
+        f"experiment:       {tracking.experiment} ({n} runs)"
+        if exp
+        else f"experiment:       {tracking.experiment} (not created yet)"
+    )
+    print(f"registered model: {tracking.registered_model} (register: {tracking.register})")
+    print(f"enabled:          {cfg.tracking.enabled}")
+    return 0
+
+
+def open_storage(spec: str, base: Path) -> Any:
+    """An Optuna storage from a journal file path or a database URL."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if "://" in spec:
+        return optuna.storages.RDBStorage(spec)
+    path = Path(spec) if Path(spec).is_absolute() else (Path.cwd() / spec)
+    if not path.is_file():
+        raise ConfigError(
+            f"`--storage` must be an existing journal file or a database URL, got {spec!r}; "
+            f"run `tierwise tune` first or pass the tuner's storage"
+        )
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def default_storage(cfg: ExperimentConfig) -> str:
+    """The tuner's storage for this config, if the tuning package says where it is."""
+    try:
+        tuning = importlib.import_module("experiments.tuning")
+    except ImportError:
+        tuning = None
+    for name in ("default_storage", "study_storage", "storage_url"):
+        fn = getattr(tuning, name, None)
+        if callable(fn):
+            return str(fn(cfg))
+    raise ConfigError("`--storage` is required: pass the Optuna storage the study was run with")
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    import optuna
+
+    from experiments.config import load_experiment
+    from experiments.tracking.sync import sync_study
+
+    cfg = load_experiment(args.config)
+    storage = open_storage(args.storage or default_storage(cfg), cfg.base_dir)
+    names = [args.study] if args.study else optuna.get_all_study_names(storage)
+    if not names:
+        raise ConfigError(f"no Optuna study in storage {args.storage!r}; run a study first")
+    for name in names:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            known = optuna.get_all_study_names(storage)
+            raise ConfigError(f"`--study` must be one of {known}, got {name!r}") from None
+        res = sync_study(study, cfg=cfg, tracking_uri=args.tracking_uri)
+        print(
+            f"study {name}: logged {len(res.logged)} trial run(s), {res.existing} already "
+            f"tracked, {len(res.rewritten)} half-written rewritten (parent run "
+            f"{res.parent_run_id})"
+        )
+    return 0
