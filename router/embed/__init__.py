@@ -1,11 +1,13 @@
 """Prompt embedders: a small contract, a registry by short name, and the built-in embedders.
 
 ``get_embedder("minilm")`` (default), ``get_embedder("sentence-transformers:/path/to/model")`` and
-``get_embedder("hashing:64")`` (deterministic, no torch; for tests). Importing this package never
+``get_embedder("hashing:64")`` (deterministic, no torch; for tests), ``get_embedder("onnx:<dir>")``
+(an ONNX export from router.onnx_export: no torch at run time). Importing this package never
 imports torch: models load when an embedder is built.
 """
 
 from router.embed import hashing as _hashing
+from router.embed import onnx as _onnx
 from router.embed import sentence as _sentence
 from router.embed.base import (
     Embedder,
@@ -15,6 +17,7 @@ from router.embed.base import (
     register_embedder,
 )
 from router.embed.hashing import HashingEmbedder
+from router.embed.onnx import OnnxEmbedder
 from router.embed.sentence import SentenceTransformerEmbedder
 
 DEFAULT_EMBEDDER = "minilm"
@@ -23,6 +26,7 @@ __all__ = [
     "DEFAULT_EMBEDDER",
     "Embedder",
     "HashingEmbedder",
+    "OnnxEmbedder",
     "SentenceTransformerEmbedder",
     "available_embedders",
     "get_embedder",
@@ -30,4 +34,4 @@ __all__ = [
     "register_embedder",
 ]
 
-del _hashing, _sentence  # imported for their registrations
+del _hashing, _onnx, _sentence  # imported for their registrations
