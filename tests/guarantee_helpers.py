@@ -70,8 +70,10 @@ def write_log(
         "  columns: {id: id, prompt: prompt}\n"
         "  labels: {kind: binary, missing: drop_row}\n"
         "evaluation: {bootstrap_samples: 0}\n"
+        "tracking: {enabled: false}\n"
         "router:\n"
-        "  embedder: {name: 'hashing:64'}\n" + extra_yaml,
+        "  embedder: {name: 'hashing:64'}\n"
+        f"  cache_dir: {str(directory / 'cache')!r}\n" + extra_yaml,
         encoding="utf-8",
     )
     return cfg

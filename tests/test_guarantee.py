@@ -116,7 +116,7 @@ def test_certificate_survives_save_and_load(fitted, data, tmp_path):
     assert cert.passed
     path = fitted.save(str(tmp_path / "r.tierwise"))
     loaded = Router.load(path)
-    assert loaded.certificate_ == fitted.certificate_
+    assert loaded.certificate_ is not None and loaded.certificate_ == fitted.certificate_
     assert loaded.certificate_["target"]["kind"] == "relative"
     assert loaded.knob_ == fitted.knob_ and loaded.fallback_model_ is None
     assert [d.model for d in loaded.route(list(test.prompts))] == [

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         + (f"{res.reference_mean:.3f} " if res.reference_mean is not None else "")
         + f"at ${1000 * found.reference_cost_mean:,.4g} per 1k"
     )
-    print(f"\n{res.verdict.upper()}: " + _wrap(res.explain()))
+    print("\n" + _wrap(f"{res.verdict.upper()}: {res.explain()}"))
     out = {"artifact": str(args.artifact), "data": data.name, "check": res.to_dict()}
     if args.recertify is not None:
         cert = recertify(router, found, cfg.target)
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             "n_prompts": data.n_prompts,
         }
         path = router.save(str(args.recertify), metrics=cert.metrics(), extra=extra_manifest)
-        print("\nRe-certified on this sample: " + _wrap(cert.explain()))
+        print("\n" + _wrap(f"Re-certified on this sample. {cert.explain()}"))
         print(f"artifact: {path}")
         out["recertified"] = {"artifact": path, "certificate": router.certificate_}
     if args.json is not None:
