@@ -186,6 +186,20 @@ def test_normalizer_counts_the_same_tokens_as_torch(
     assert ours.apply(text) == theirs.apply(text) != text
 
 
+def test_from_bytes_equals_loading_the_directory(exports: Exports, onnx_fp32: OnnxEmbedder) -> None:
+    model = (exports.fp32 / "model.onnx").read_bytes()
+    tok = (exports.fp32 / "tokenizer.json").read_text(encoding="utf-8")
+    emb = OnnxEmbedder.from_bytes(onnx_fp32.config, model, tok, where="bundle.tierwise")
+    assert emb.identity == onnx_fp32.identity
+    np.testing.assert_allclose(emb.embed(PROMPTS[:4]), onnx_fp32.embed(PROMPTS[:4]), atol=1e-6)
+    with pytest.raises(
+        ArtifactError, match=r"bundle\.tierwise: model\.onnx bytes do not match.*fix it"
+    ):
+        OnnxEmbedder.from_bytes(
+            onnx_fp32.config, model[:-1] + b"x", tok, where="bundle.tierwise", fix="fix it"
+        )
+
+
 def test_exported_tokenizer_json_pads_and_truncates(exports: Exports) -> None:
     from tokenizers import Tokenizer
 
@@ -371,7 +385,7 @@ def test_missing_or_replaced_model_is_an_artifact_error(small_copy: Path) -> Non
     model.write_bytes(b"\x08\x07not an onnx model")
     with pytest.raises(ArtifactError, match=r"checksum does not match embedder\.json"):
         OnnxEmbedder(small_copy)
-    with pytest.raises(ArtifactError, match="onnxruntime cannot load it"):
+    with pytest.raises(ArtifactError, match="onnxruntime cannot load the model"):
         OnnxEmbedder(small_copy, verify=False)
 
 

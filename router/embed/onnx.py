@@ -120,12 +120,8 @@ class OnnxEmbedder(Embedder):
                 f"ONNX embedder directory {str(path)!r} does not exist or is not a directory; "
                 "export one with `router.onnx_export.export_onnx('minilm', dir)`."
             )
-        if num_threads is not None and (
-            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-        ):
-            raise ConfigError(f"`num_threads` must be a positive integer, got {num_threads!r}.")
-        self._directory = path.resolve()
-        self.config = cfg = read_config(path)
+        _check_threads(num_threads)
+        cfg = read_config(path)
         for name, expected in (
             (MODEL_FILE, cfg.model_sha256),
             (TOKENIZER_FILE, cfg.tokenizer_sha256),
@@ -138,23 +134,75 @@ class OnnxEmbedder(Embedder):
                     f"{file}: checksum does not match {CONFIG_FILE} (file corrupted or replaced); "
                     "re-run the export."
                 )
+        try:
+            tokenizer_json = (path / TOKENIZER_FILE).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ArtifactError(
+                f"{path / TOKENIZER_FILE}: not UTF-8 JSON; re-run the export."
+            ) from None
+        self._setup(
+            cfg, path / MODEL_FILE, tokenizer_json, path.resolve(), num_threads, "re-run the export"
+        )
+
+    @classmethod
+    def from_bytes(
+        cls,
+        config: OnnxEmbedderConfig,
+        model: bytes,
+        tokenizer_json: str,
+        *,
+        where: str = "<memory>",
+        num_threads: int | None = None,
+        verify: bool = True,
+        fix: str = "re-run the export",
+    ) -> OnnxEmbedder:
+        """Build from an export held in memory (e.g. bundled in a router artifact).
+
+        ``where`` names the source in messages and ``repr``; ``fix`` ends every error message.
+        """
+        _check_threads(num_threads)
+        if verify:
+            for name, data, expected in (
+                (MODEL_FILE, model, config.model_sha256),
+                (TOKENIZER_FILE, tokenizer_json.encode("utf-8"), config.tokenizer_sha256),
+            ):
+                if hashlib.sha256(data).hexdigest() != expected:
+                    raise ArtifactError(
+                        f"{where}: {name} bytes do not match the checksum in the embedder "
+                        f"config (altered or corrupted); {fix}."
+                    )
+        self = cls.__new__(cls)
+        self._setup(config, model, tokenizer_json, Path(where), num_threads, fix)
+        return self
+
+    def _setup(
+        self,
+        cfg: OnnxEmbedderConfig,
+        model: Path | bytes,
+        tokenizer_json: str,
+        where: Path,
+        num_threads: int | None,
+        fix: str,
+    ) -> None:
+        self._directory = where
+        self.config = cfg
         ort, tokenizers = _import_runtime()
         try:
-            self._tok = tokenizers.Tokenizer.from_file(str(path / TOKENIZER_FILE))
+            self._tok = tokenizers.Tokenizer.from_str(tokenizer_json)
         except Exception as err:
-            raise ArtifactError(f"{path / TOKENIZER_FILE}: cannot be loaded ({err}).") from None
+            raise ArtifactError(f"{where}: tokenizer cannot be loaded ({err}); {fix}.") from None
         padding = self._tok.padding or {}
         self._pad_id = int(padding.get("pad_id", 0))
         # Padding is done per batch below (sorted by length); truncation stays as exported.
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=cfg.max_tokens)
-        self._session = _session(ort, path / MODEL_FILE, num_threads or _default_threads())
+        self._session = _session(ort, model, num_threads or _default_threads(), where, fix)
         got = sorted(i.name for i in self._session.get_inputs())
         outputs = [o.name for o in self._session.get_outputs()]
         if got != sorted(cfg.inputs) or cfg.output not in outputs:
             raise ArtifactError(
-                f"{path / MODEL_FILE}: inputs {got} / outputs {outputs} do not match "
-                f"{CONFIG_FILE} ({cfg.inputs} -> {cfg.output}); re-run the export."
+                f"{where}: ONNX model inputs {got} / outputs {outputs} do not match "
+                f"its config ({cfg.inputs} -> {cfg.output}); {fix}."
             )
         self._types = "token_type_ids" in cfg.inputs
         self._untruncated: Any | None = None
@@ -241,19 +289,27 @@ def _default_threads() -> int:
     return max(1, min(available_cpus(), MAX_DEFAULT_THREADS))
 
 
-def _session(ort: Any, model: Path, threads: int) -> Any:
+def _check_threads(num_threads: int | None) -> None:
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ConfigError(f"`num_threads` must be a positive integer, got {num_threads!r}.")
+
+
+def _session(ort: Any, model: Path | bytes, threads: int, where: Path, fix: str) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # warnings about unused initializers etc. are not the user's
+    source = str(model) if isinstance(model, Path) else model
     try:
-        return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as err:
         first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise ArtifactError(
-            f"{model}: onnxruntime cannot load it ({first}); re-run the export."
+            f"{where}: onnxruntime cannot load the model ({first}); {fix}."
         ) from None
 
 
