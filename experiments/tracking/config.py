@@ -77,8 +77,12 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def default_artifact_location(uri: str, experiment: str) -> str | None:
-    db = sqlite_path(uri)
-    if db is None:
+    """``mlartifacts/<experiment>`` beside a SQLite file, or in the working folder for another
+    database; None for a tracking server, which stores (or proxies) artifacts itself."""
+    scheme = uri.split(":", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("http", "https", "databricks", "file", ""):
         return None
+    db = sqlite_path(uri)
+    folder = db.parent if db is not None else Path.cwd()
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in experiment)
-    return (db.parent / DEFAULT_ARTIFACTS_DIR / safe).as_uri()
+    return (folder / DEFAULT_ARTIFACTS_DIR / safe).resolve().as_uri()

@@ -145,6 +145,12 @@ def tracking_errors(uri: str) -> Iterator[None]:
             yield
     except TierwiseError:
         raise
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            f"tracking URI {_redact(uri)!r} needs the Python module {err.name!r}, which is not "
+            "installed; install its driver (e.g. `pip install psycopg2-binary` and use "
+            "postgresql+psycopg2://...) or use another tracking URI"
+        ) from None
     except Exception as err:
         if is_connection_error(err):
             raise unavailable(
