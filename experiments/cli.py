@@ -22,6 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "experiments.commands.check",
     "experiments.commands.compare",
     "experiments.commands.track",
+    "experiments.commands.export",
+    "experiments.commands.serve",
+    "experiments.commands.batch",
 )
 
 DESCRIPTION = """\

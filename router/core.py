@@ -92,7 +92,14 @@ class Router:
         return self._embedder
 
     def _normalizer(self) -> Normalizer:
-        return Normalizer.for_embedder(self.config.normalization, self.embedder)
+        # Building one hashes the tokenizer's definition (~0.1 s for MiniLM, more than embedding
+        # a short prompt), so keep it while the embedder and the normalization config stay.
+        emb, cfg = self.embedder, self.config.normalization
+        memo = self.__dict__.get("_normalizer_memo")
+        if memo is None or memo[0] is not emb or memo[1] != cfg:
+            memo = (emb, cfg.model_copy(), Normalizer.for_embedder(cfg, emb))
+            self._normalizer_memo = memo
+        return memo[2]
 
     def embed(self, prompts: Sequence[str], *, progress: bool = False) -> npt.NDArray[Any]:
         from router.cache import EmbeddingCache, embed_with_cache

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from router import __version__
-from router.artifact import load_artifact, save_artifact
+from router.artifact import LoadedArtifact, load_artifact, save_artifact
 from router.calibration import Calibrator
 from router.config import RouterConfig
 from router.errors import ArtifactError, TierwiseError
@@ -92,14 +92,25 @@ def save_router(
     return save_artifact(path, payload, arrays)
 
 
-def load_router(path: str | Path, *, embedder: Embedder | None = None) -> Router:
-    """Load a router artifact; the embedder is built lazily (or passed, e.g. an ONNX one)."""
+def load_router(
+    path: str | Path | LoadedArtifact, *, embedder: Embedder | None = None
+) -> Router:
+    """Load a router artifact; the embedder is built lazily (or passed, e.g. an ONNX one).
+
+    An artifact from `tierwise export` carries its own ONNX embedder: it is used unless
+    ``embedder`` is passed. ``path`` may also be an already loaded artifact.
+    """
     from router.core import Router
 
-    art = load_artifact(path)
+    art = path if isinstance(path, LoadedArtifact) else load_artifact(path)
+    path = art.path
     p = art.payload
     if p.get("kind") != "tierwise.router":
         raise ArtifactError(f"{path}: not a tierwise router artifact (kind={p.get('kind')!r})")
+    if embedder is None:
+        from router.runtime import embedded_embedder
+
+        embedder = embedded_embedder(art)  # None unless the artifact bundles one
     try:
         config = parse_model(RouterConfig, p["config"], source=f"{path}: manifest config")
         router = Router(config, embedder=embedder)
