@@ -25,7 +25,10 @@ class PredictorConfig(StrictModel):
 
 
 class CalibrationConfig(StrictModel):
-    method: Literal["isotonic", "platt", "none"] = "isotonic"
+    """Per-tier probability calibration, fitted on the calibration split. Platt is the default:
+    measured on RouterBench it matched or beat isotonic, which overfits ~600 labels."""
+
+    method: Literal["platt", "isotonic", "centered_isotonic", "none"] = "platt"
 
 
 class KnobSelection(StrictModel):
