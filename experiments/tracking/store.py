@@ -179,7 +179,10 @@ def ensure_experiment(client: MlflowClient, tracking: ResolvedTracking) -> str:
             return str(exp.experiment_id)
         return str(
             client.create_experiment(
-                tracking.experiment, artifact_location=tracking.artifact_location
+                tracking.experiment,
+                artifact_location=tracking.artifact_location,
+                # The MLflow UI then opens the experiment on its training-runs view.
+                tags={"mlflow.experimentKind": "custom_model_development"},
             )
         )
 

@@ -248,6 +248,8 @@ def _update_parent(client: MlflowClient, parent_id: str, study: optuna.Study, n:
         metrics["best_value"] = float(study.best_value)
         client.set_tag(parent_id, "tierwise.best_trial", str(study.best_trial.number))
     log_batch(client, parent_id, metrics=metrics)
+    # Finished as of this sync (a later sync updates it): a RUNNING parent would look stuck.
+    client.set_terminated(parent_id, status="FINISHED")
 
 
 class StudyTracker:
