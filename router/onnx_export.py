@@ -84,11 +84,17 @@ def export_onnx(
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"`out_dir` must be a directory, got the file {str(out)!r}.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"`out_dir` {str(out)!r} already exists and is not empty; choose a new directory "
-            "or pass overwrite=True (--overwrite) to replace it."
-        )
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"`out_dir` {str(out)!r} already exists and is not empty; choose a new directory "
+                "or pass overwrite=True (--overwrite) to replace it."
+            )
+        if not (out / CONFIG_FILE).is_file():  # overwrite replaces exports, never other folders
+            raise ConfigError(
+                f"`out_dir` {str(out)!r} is not empty and holds no {CONFIG_FILE}, so it is not an "
+                "earlier export; refusing to delete it. Choose a new or empty directory."
+            )
     emb = _source_embedder(source)
     st = _load_for_export(emb.directory)
     limit = _check_max_tokens(max_tokens, emb.max_tokens, st)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router.embed import Embedder, get_embedder  # noqa: E402
-from router.embed.onnx import OnnxEmbedder, read_config  # noqa: E402
+from router.embed.onnx import OnnxEmbedder, default_threads, read_config  # noqa: E402
 from router.embed.sentence import SentenceTransformerEmbedder  # noqa: E402
 from router.errors import TierwiseError  # noqa: E402
 from router.onnx_export import export_onnx  # noqa: E402
@@ -129,10 +129,7 @@ def main() -> int:
         "onnx fp32": OnnxEmbedder(fp32_dir, **kw),
         "onnx int8": OnnxEmbedder(int8_dir, **kw),
     }
-    import torch
-
-    print(f"threads: torch {torch.get_num_threads()}, onnx {args.threads or 'auto'}; "
-          f"cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    load_before = os.getloadavg()[0]
     tok = embedders["onnx fp32"].tokenizer
     assert tok is not None
     n_short, n_long = len(tok.encode(SHORT).ids), min(len(tok.encode(LONG).ids), 256)
@@ -181,6 +178,11 @@ def main() -> int:
         "model MB",
         "cos vs torch min/mean",
     ]
+    import torch
+
+    onnx_threads = args.threads or default_threads()
+    print(f"threads: torch {torch.get_num_threads()}, onnx {onnx_threads}; cpus {os.cpu_count()}; "
+          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")  # fmt: skip
     print(table(headers, rows))
     if export_s is not None:
         print(f"fp32 export (incl. model load and verification): {export_s:.1f} s")

@@ -266,6 +266,9 @@ def test_export_with_a_smaller_limit_replaces_a_directory(
     (out / "stale.txt").write_text("old export", encoding="utf-8")
     with pytest.raises(ConfigError, match="already exists and is not empty"):
         export_onnx(torch_minilm, out, max_tokens=128)
+    with pytest.raises(ConfigError, match="not an earlier export; refusing to delete it"):
+        export_onnx(torch_minilm, out, max_tokens=128, overwrite=True)
+    (out / "embedder.json").write_text("{}", encoding="utf-8")  # now it looks like an export
     export_onnx(torch_minilm, out, max_tokens=128, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == [
         "embedder.json",

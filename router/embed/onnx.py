@@ -196,7 +196,7 @@ class OnnxEmbedder(Embedder):
         # Padding is done per batch below (sorted by length); truncation stays as exported.
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=cfg.max_tokens)
-        self._session = _session(ort, model, num_threads or _default_threads(), where, fix)
+        self._session = _session(ort, model, num_threads or default_threads(), where, fix)
         got = sorted(i.name for i in self._session.get_inputs())
         outputs = [o.name for o in self._session.get_outputs()]
         if got != sorted(cfg.inputs) or cfg.output not in outputs:
@@ -285,8 +285,12 @@ def _import_runtime() -> tuple[Any, Any]:
     return onnxruntime, tokenizers
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
+    """onnxruntime intra-op threads when none are given: usable CPUs, at most 4."""
     return max(1, min(available_cpus(), MAX_DEFAULT_THREADS))
+
+
+_default_threads = default_threads  # older name, imported by router.runtime
 
 
 def _check_threads(num_threads: int | None) -> None:
