@@ -20,7 +20,6 @@ answers. `tierwise track sync CONFIG` logs every finished trial of the config's 
 studies that MLflow does not have yet (a parent run per study, a child run per trial), e.g.
 after the tracking server was down during a study; running it twice logs nothing twice.
 """
-JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sync.add_argument(
         "--storage",
         default=None,
-        help="Optuna storage: a journal file (.log/.jsonl) or a database URL "
+        help="Optuna storage: a journal file or a database URL "
         "(default: the tuner's storage for this config)",
     )
     sync.add_argument("--study", default=None, help="study name (default: every study there)")
@@ -88,34 +87,39 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_storage(spec: str, base: Path) -> Any:
-    """An Optuna storage from a journal file path or a database URL."""
+def _tuning_storage() -> Any:
+    """The tuner's storage helpers (flock-locked journals), when the tuning package is there."""
+    try:
+        return importlib.import_module("experiments.tuning.storage")
+    except ImportError:
+        return None
+
+
+def open_storage(spec: str) -> Any:
+    """An Optuna storage (read for syncing) from a journal file path or a database URL."""
+    if "://" not in spec and not Path(spec).is_file():
+        raise ConfigError(
+            f"`--storage` must be an existing journal file or a database URL, got {spec!r}; "
+            "run `tierwise tune` first or pass the tuner's storage"
+        )
+    tuning = _tuning_storage()
+    if tuning is not None:
+        return tuning.open_storage(spec, heartbeat=False)
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in spec:
         return optuna.storages.RDBStorage(spec)
-    path = Path(spec) if Path(spec).is_absolute() else (Path.cwd() / spec)
-    if not path.is_file():
-        raise ConfigError(
-            f"`--storage` must be an existing journal file or a database URL, got {spec!r}; "
-            f"run `tierwise tune` first or pass the tuner's storage"
-        )
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(spec))
 
 
 def default_storage(cfg: ExperimentConfig) -> str:
-    """The tuner's storage for this config, if the tuning package says where it is."""
-    try:
-        tuning = importlib.import_module("experiments.tuning")
-    except ImportError:
-        tuning = None
-    for name in ("default_storage", "study_storage", "storage_url"):
-        fn = getattr(tuning, name, None)
-        if callable(fn):
-            return str(fn(cfg))
-    raise ConfigError("`--storage` is required: pass the Optuna storage the study was run with")
+    """The tuner's storage for this config (runs/<name>/optuna.journal unless configured)."""
+    tuning = _tuning_storage()
+    if tuning is None:
+        raise ConfigError("`--storage` is required: pass the Optuna storage the study used")
+    return str(tuning.default_storage(cfg))
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -125,10 +129,11 @@ def run_sync(args: argparse.Namespace) -> int:
     from experiments.tracking.sync import sync_study
 
     cfg = load_experiment(args.config)
-    storage = open_storage(args.storage or default_storage(cfg), cfg.base_dir)
+    spec = args.storage or default_storage(cfg)
+    storage = open_storage(spec)
     names = [args.study] if args.study else optuna.get_all_study_names(storage)
     if not names:
-        raise ConfigError(f"no Optuna study in storage {args.storage!r}; run a study first")
+        raise ConfigError(f"no Optuna study in storage {spec!r}; run `tierwise tune` first")
     for name in names:
         try:
             study = optuna.load_study(study_name=name, storage=storage)
