@@ -29,11 +29,13 @@ from pydantic_core import PydanticCustomError
 
 from eval.certify_bounds import risk_p_value, risk_upper_bound
 from eval.certify_report import Certificate, CheckResult, Interval
+from eval.certify_wsr import wsr_p_value, wsr_upper_bound
 from router.errors import ConfigError, DataError
 from router.schema import StrictModel, parse_model
 
 FloatArray = npt.NDArray[np.float64]
-Method = Literal["hoeffding_bentkus", "binomial", "hoeffding"]
+# "wsr": variance-adaptive betting test (eval.certify_wsr); the others see only the sample mean.
+Method = Literal["hoeffding_bentkus", "binomial", "hoeffding", "wsr"]
 
 __all__ = [
     "Certificate",
@@ -187,8 +189,19 @@ def _to_natural(loss: float, t: TargetConfig) -> float:
     return 1.0 - loss if t.kind == "absolute" else 1.0 - (1.0 + t.value) * loss
 
 
-def _bounds(loss_hat: float, n: int, delta: float, method: str) -> tuple[float, float, float]:
-    """UCB at δ, UCB at δ/2 and LCB at δ/2 of a [0, 1] mean, in one vectorised bisection."""
+def _p_values(losses: FloatArray, level: float, t: TargetConfig) -> FloatArray:
+    """p-values of H0: E[loss] > level, one per row of ``losses`` (k, n)."""
+    if t.method == "wsr":
+        return wsr_p_value(losses, level, t.delta)
+    return risk_p_value(losses.mean(axis=-1), losses.shape[-1], level, t.method)
+
+
+def _bounds(losses: FloatArray, delta: float, method: str) -> tuple[float, float, float]:
+    """UCB at δ, UCB at δ/2 and LCB at δ/2 of the mean of 1-D ``losses`` in [0, 1]."""
+    if method == "wsr":
+        up = [float(wsr_upper_bound(x, d)[0]) for x, d in ((losses, delta), (losses, delta / 2))]
+        return up[0], up[1], 1.0 - float(wsr_upper_bound(1.0 - losses, delta / 2)[0])
+    loss_hat, n = float(losses.mean()), losses.shape[-1]
     r = np.array([loss_hat, loss_hat, 1.0 - loss_hat])
     u = risk_upper_bound(r, n, np.array([delta, delta / 2, delta / 2]), method)
     return float(u[0]), float(u[1]), 1.0 - float(u[2])
@@ -196,13 +209,13 @@ def _bounds(loss_hat: float, n: int, delta: float, method: str) -> tuple[float, 
 
 def _mean_bounds(values: FloatArray, delta: float, method: str) -> tuple[float, Interval]:
     """(1 − δ) lower bound and two-sided (1 − δ) interval (δ/2 per side) for a [0, 1] mean."""
-    ucb, ucb2, lcb2 = _bounds(float(1.0 - values.mean()), values.shape[-1], delta, method)
+    ucb, ucb2, lcb2 = _bounds(1.0 - values, delta, method)
     return 1.0 - ucb, Interval(1.0 - ucb2, 1.0 - lcb2)
 
 
 def _loss_bounds(losses: FloatArray, t: TargetConfig) -> tuple[float, Interval]:
     """Bounds on the tested quantity in natural units, from bounds on the loss."""
-    ucb, ucb2, lcb2 = _bounds(float(losses.mean()), losses.shape[-1], t.delta, t.method)
+    ucb, ucb2, lcb2 = _bounds(losses, t.delta, t.method)
     return _to_natural(ucb, t), Interval(_to_natural(ucb2, t), _to_natural(lcb2, t))
 
 
@@ -258,13 +271,17 @@ def certify(
         _require_binary("quality_by_knob", q)
 
     losses, level = _losses(q, ref, t)
-    p_values = risk_p_value(losses.mean(axis=1), n, level, t.method)
+    p_values = _p_values(losses, level, t)
     # Fixed-sequence testing: the rejected set is the prefix of the grid with p ≤ δ.
     failed = np.flatnonzero(p_values > t.delta)
     n_rejected = int(failed[0]) if len(failed) else k
     cost_means = c.mean(axis=1)
     quality_means = q.mean(axis=1)
-    knob_lower = 1.0 - risk_upper_bound(1.0 - quality_means, n, t.delta, t.method)
+    knob_lower = (
+        1.0 - wsr_upper_bound(1.0 - q, t.delta)
+        if t.method == "wsr"
+        else 1.0 - risk_upper_bound(1.0 - quality_means, n, t.delta, t.method)
+    )
 
     common: dict[str, Any] = dict(
         target=t,
@@ -386,8 +403,8 @@ def check_guarantee(
         _require_binary("realized_quality", q)
     losses, level = _losses(q[None, :], ref, t)
     r_hat = float(losses.mean())
-    p_holds = float(risk_p_value(r_hat, n, level, t.method))
-    p_violated = float(risk_p_value(1.0 - r_hat, n, 1.0 - level, t.method))
+    p_holds = float(_p_values(losses, level, t)[0])
+    p_violated = float(_p_values(1.0 - losses, 1.0 - level, t)[0])
     verdict: Literal["holds", "violated", "inconclusive"] = "inconclusive"
     if p_holds <= t.delta:
         verdict = "holds"

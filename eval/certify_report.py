@@ -14,6 +14,7 @@ METHOD_NAMES = {
     "hoeffding_bentkus": "Hoeffding–Bentkus bound",
     "hoeffding": "Hoeffding bound",
     "binomial": "exact binomial test",
+    "wsr": "Waudby-Smith–Ramdas betting test",
 }
 ASSUMPTION = (
     "This assumes new prompts are exchangeable with the calibration sample (drawn from the same "

@@ -59,6 +59,7 @@ __all__ = [
     "KnobSweep",
     "TrafficCheck",
     "align_models",
+    "certify_predictions",
     "certify_router",
     "certify_sample",
     "check_router",
@@ -210,7 +211,6 @@ def certify_router(
     ``calibration.prompts`` when already computed. Sets ``router.knob_``, ``router.certificate_``
     and ``router.fallback_model_`` (None unless no knob passes).
     """
-    from router.calibration import Calibrator
     from router.expected_cost import prompt_chars
 
     router._check_fitted()
@@ -232,6 +232,24 @@ def certify_router(
         )
     raw = router.predictor_.predict_proba(X)
     C = router.cost_model_.predict(X, prompt_chars(tuple(calibration.prompts)))
+    return certify_predictions(router, calibration, raw, C, t, holdout=holdout, seed=seed)
+
+
+def certify_predictions(
+    router: Router,
+    calibration: RoutingDataset,
+    raw: FloatArray,
+    C: FloatArray,
+    target: TargetLike,
+    *,
+    holdout: float = DEFAULT_HOLDOUT,
+    seed: int = 0,
+) -> Certificate:
+    """``certify_router`` from the predictor's raw P(success) and the expected costs on
+    ``calibration`` (for benchmarks that resplit the same predictions many times)."""
+    from router.calibration import Calibrator
+
+    t = as_target(target)
     split = split_for_certification(calibration.prompts, holdout, seed)
     a, b = split.calibrator, split.certification
     part_a = calibration.subset(a)
