@@ -48,10 +48,13 @@ class Batcher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stopped = False
-            self._thread = threading.Thread(target=self._run, name="tierwise-batcher", daemon=True)
-            self._thread.start()
+        with self._cond:
+            if self._thread is None:
+                self._stopped = False
+                self._thread = threading.Thread(
+                    target=self._run, name="tierwise-batcher", daemon=True
+                )
+                self._thread.start()
 
     def stop(self) -> None:
         with self._cond:
@@ -67,9 +70,11 @@ class Batcher:
 
     def submit(self, prompts: list[str], indices: list[int], knob: float | None) -> Job:
         job = Job(prompts, indices, knob)
+        if self._thread is None:  # an app run without its lifespan (e.g. a bare test client)
+            self.start()
         with self._cond:
-            if self._stopped or self._thread is None:
-                raise RuntimeError("the routing worker is not running")
+            if self._stopped:
+                raise RuntimeError("the routing worker has stopped (the service is shutting down)")
             self._queue.append(job)
             self._cond.notify()
         return job
@@ -93,12 +98,16 @@ class Batcher:
             jobs = self._take()
             if jobs is None:
                 return
-            loaded = self.holder.current
-            by_knob: dict[float | None, list[Job]] = {}
-            for job in jobs:
-                by_knob.setdefault(job.knob, []).append(job)
-            for knob, group in by_knob.items():
-                self._route(loaded, knob, group)
+            self.route_jobs(jobs)
+
+    def route_jobs(self, jobs: list[Job]) -> None:
+        """Route taken jobs with one router: one model call per distinct knob."""
+        loaded = self.holder.current
+        by_knob: dict[float | None, list[Job]] = {}
+        for job in jobs:
+            by_knob.setdefault(job.knob, []).append(job)
+        for knob, group in by_knob.items():
+            self._route(loaded, knob, group)
 
     def _route(self, loaded: Loaded, knob: float | None, group: list[Job]) -> None:
         prompts = [p for job in group for p in job.prompts]
