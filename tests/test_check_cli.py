@@ -120,3 +120,20 @@ def test_artifact_without_certificate_needs_a_target(tmp_path, capsys):
     assert "HOLDS: On 1,000 new prompts the target (mean quality ≥ 0.5) still holds" in (
         capsys.readouterr().out
     )
+
+
+def test_a_bare_data_section_describes_the_traffic_too(trained, capsys):
+    artifact, d, _ = trained
+    write_log(d / "bare", synthetic(600, 11), name="bare")
+    bare = d / "bare" / "only_data.yaml"
+    bare.write_text(
+        "sources:\n"
+        "  - path: bare.csv\n"
+        '    quality: "{model}"\n'
+        '    cost: "{model}|cost"\n'
+        "columns: {id: id, prompt: prompt}\n"
+        "labels: {kind: binary, missing: drop_row}\n",
+        encoding="utf-8",
+    )
+    assert main(["check", str(artifact), str(bare), "--no-progress"]) in (0, 1)
+    assert "on 'only_data': 600 labelled prompts" in capsys.readouterr().out

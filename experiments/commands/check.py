@@ -6,13 +6,19 @@ import argparse
 import json
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eval.certify import TargetConfig
+    from eval.dataset import RoutingDataset
 
 HELP = """\
 Check a trained router's quality guarantee on newly labelled traffic. The traffic is
-described by an experiment (or data) config YAML, like the one used for training; every
-tier of the router must be among its models. The router routes every prompt as deployed,
-the realized quality of its choices (and of the reference tier) is tested against the target
-the artifact was certified for (else the config's `target:` section), and the verdict is
+described by an experiment config YAML like the one used for training, or by a YAML holding
+just the contents of a `data:` section (sources, columns, labels, ...). Every tier of the
+router must be among its models. The router routes every prompt as deployed; the realized
+quality of its choices (and of the reference tier) is tested against the target the
+artifact was certified for (else the config's `target:` section), and the verdict is
 printed: HOLDS, VIOLATED (exit code 1: traffic has likely drifted) or INCONCLUSIVE (too few
 prompts to tell). --recertify OUT re-certifies the knob on this sample and writes a new
 artifact (every tier's label is needed for that).
@@ -29,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("artifact", help="router artifact (router.tierwise or a directory)")
-    p.add_argument("config", help="experiment YAML describing the newly labelled traffic")
+    p.add_argument(
+        "config", help="experiment YAML (or a bare data section) describing the labelled traffic"
+    )
     p.add_argument(
         "--recertify", type=Path, default=None, metavar="OUT", help="write a re-certified artifact"
     )
@@ -42,18 +50,32 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, width=100)
 
 
+def load_traffic(path: str, progress: bool) -> tuple[RoutingDataset, TargetConfig | None]:
+    """The labelled traffic of an experiment config (and its target), or of a bare data section."""
+    from eval.importers.config import DataConfig
+    from experiments.config import load_dataset, load_experiment
+    from router.schema import parse_model, read_yaml
+
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and "sources" in raw and "data" not in raw:
+        data_cfg = parse_model(DataConfig, raw, source=path)
+        if data_cfg.name is None:
+            data_cfg = data_cfg.model_copy(update={"name": Path(path).stem})
+        return load_dataset(data_cfg, base_dir=Path(path).resolve().parent, progress=progress), None
+    cfg = load_experiment(path)
+    return load_dataset(cfg, progress=progress), cfg.target
+
+
 def run(args: argparse.Namespace) -> int:
     from eval.guarantee import check_router, recertify
-    from experiments.config import load_dataset, load_experiment
     from router.core import Router
     from router.errors import DataError
 
     router = Router.load(args.artifact)
-    cfg = load_experiment(args.config)
-    data = load_dataset(cfg, progress=not args.no_progress)
+    data, target = load_traffic(args.config, progress=not args.no_progress)
     if data.n_prompts == 0:
         raise DataError(f"{args.config}: the labelled traffic has no prompts; nothing to check")
-    found = check_router(router, data, cfg.target)
+    found = check_router(router, data, target)
     res = found.result
     extra = [m for m in data.models if m not in router.models_]
     print(f"\n{args.artifact} on {data.name!r}: {res.n:,} labelled prompts")
@@ -75,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + _wrap(f"{res.verdict.upper()}: {res.explain()}"))
     out = {"artifact": str(args.artifact), "data": data.name, "check": res.to_dict()}
     if args.recertify is not None:
-        cert = recertify(router, found, cfg.target)
+        cert = recertify(router, found, target)
         extra_manifest = dict((router.manifest_ or {}).get("payload", {}).get("extra", {}))
         extra_manifest["recertified"] = {
             "from": str(args.artifact),
