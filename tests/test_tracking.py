@@ -76,6 +76,10 @@ def test_registered_pyfunc_routes_like_router_load(trained):
     assert [str(v.version) for v in versions] == ["1"]
     (run,) = runs_by_kind(client, "tinytrack", "train")
     assert versions[0].run_id == run.info.run_id
+    v1 = client.get_model_version("tierwise-tinytrack", "1")
+    assert v1.tags["tierwise.policy"] == "router (knn/threshold)"
+    assert float(v1.tags["test.quality"]) == pytest.approx(run.data.metrics["quality"])
+    assert "test quality" in v1.description
     mlflow.set_registry_uri(uri)
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/tierwise-tinytrack/1")
@@ -274,3 +278,24 @@ def test_tracking_config_defaults_and_overrides(monkeypatch, tmp_path):
     bad.write_text("name: x\ndata: {sources: [{path: a.csv}]}\ntracking: {enable: true}\n")
     with pytest.raises(ConfigError, match="enable"):
         load_experiment(bad)
+
+
+def test_train_with_tracking_down_warns_fast_and_keeps_the_artifact(tmp_path, capsys):
+    uri = f"http://127.0.0.1:{free_port()}"
+    cfg = write_experiment(tmp_path, name="down", uri=uri, n=80)
+    t0 = time.monotonic()
+    assert main(["train", str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert time.monotonic() - t0 < 60
+    err = capsys.readouterr().err
+    assert "warning: run not tracked" in err and uri in err
+    assert (tmp_path / "o" / "router.tierwise").exists()
+    assert main(["track", "check", str(cfg)]) == 2
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_track_check_reports_the_store(trained, capsys):
+    _, cfg, uri, _ = trained
+    assert main(["track", "check", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert f"{uri} (reachable)" in out and "tierwise-tinytrack" in out
+    assert "experiment:       tinytrack (" in out

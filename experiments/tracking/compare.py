@@ -175,8 +175,15 @@ def plot_runs(runs: list[PolicyRun], path: str | Path, *, title: str, highlight:
     ax.set_ylabel("mean quality")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    if runs:
-        ax.legend(fontsize=7, loc="lower right")
+    from matplotlib.ticker import FuncFormatter
+
+    money = FuncFormatter(lambda v, _: f"${v:g}")
+    ax.xaxis.set_major_formatter(money)
+    ax.xaxis.set_minor_formatter(money)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # drawn last-to-first so the best sit on top; list them first-to-last
+        ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="lower right")
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -234,9 +234,11 @@ def log_router_run(
                 )
             client.log_artifact(run_id, str(artifact), artifact_path="router")
             do_register = tracking.register if register is None else register
-            _log_model(
+            version = _log_model(
                 mlflow, tracking, run_id, artifact, r.config.embedder.name, prep, do_register
             )
+            if version is not None:
+                _describe_version(client, tracking.registered_model, version, all_tags, metrics)
         except BaseException:
             client.set_terminated(run_id, status="FAILED")
             raise
@@ -252,12 +254,14 @@ def _log_model(
     embedder: str,
     prep: Prepared,
     register: bool,
-) -> None:
+) -> str | None:
+    """Log (and maybe register) the pyfunc model in the run; the new version, if registered."""
     from experiments.tracking.pyfunc import log_router_model
 
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(tracking.uri)
     mlflow.set_registry_uri(tracking.uri)
+    version: Any = None
     try:
         with mlflow.start_run(run_id=run_id):
             info = log_router_model(
@@ -267,14 +271,37 @@ def _log_model(
                 registered_model_name=tracking.registered_model if register else None,
             )
             mlflow.set_tag("tierwise.model_uri", info.model_uri)
-            if info.registered_model_version is not None:
+            version = info.registered_model_version
+            if version is not None:
                 mlflow.set_tag(
-                    "tierwise.registered_model",
-                    f"{tracking.registered_model}/{info.registered_model_version}",
+                    "tierwise.registered_model", f"{tracking.registered_model}/{version}"
                 )
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
+    return None if version is None else str(version)
+
+
+def _describe_version(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+) -> None:
+    """The registry page says what each version is and how it scored on test."""
+    keep = ("tierwise.kind", "tierwise.policy", "tierwise.config", "tierwise.dataset_fingerprint")
+    for key in keep:
+        if key in tags:
+            client.set_model_version_tag(name, version, key, tags[key])
+    for key in ("quality", "cost_per_1k", "pct_ref_cost", "cost_at_target", "aiq"):
+        if key in metrics:
+            client.set_model_version_tag(name, version, f"test.{key}", f"{metrics[key]:.6g}")
+    q, c = metrics.get("quality"), metrics.get("cost_per_1k")
+    text = f"{tags.get('tierwise.policy', 'router')} from `{tags.get('tierwise.config')}`"
+    if q is not None and c is not None:
+        text += f"; test quality {q:.4f} at ${c:.4g} per 1k queries"
+    client.update_model_version(name, version, description=text)
 
 
 def log_training(
