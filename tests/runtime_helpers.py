@@ -37,6 +37,7 @@ class Block:
         return None
 sys.meta_path.insert(0, Block())
 """
+CLI_MAIN = "from experiments.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 def traffic(n: int, seed: int, models: tuple[str, ...] = MODELS) -> SimpleNamespace:
@@ -97,12 +98,20 @@ def http(
 class Served:
     """`tierwise serve` in its own process group; stopped (SIGTERM, then SIGKILL) on exit."""
 
-    def __init__(self, artifact: Path, *args: str, log: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        artifact: Path,
+        *args: str,
+        log: Path,
+        env: dict[str, str] | None = None,
+        torch_free: bool = False,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        cmd = [sys.executable, "-m", "experiments.cli", "serve", str(artifact),
-               "--port", str(self.port), *args]  # fmt: skip
+        # torch_free: importing the training stack raises inside the server process.
+        entry = ["-c", BLOCK_HEAVY + CLI_MAIN] if torch_free else ["-m", "experiments.cli"]
+        cmd = [sys.executable, *entry, "serve", str(artifact), "--port", str(self.port), *args]
         self._fh = log.open("wb")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True,
