@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "experiments.commands.data",
     "experiments.commands.evaluate",
     "experiments.commands.train",
+    "experiments.commands.tune",
     "experiments.commands.route",
     "experiments.commands.check",
     "experiments.commands.compare",

@@ -22,6 +22,7 @@ from eval.importers.config import DataConfig
 from eval.report import EvaluationConfig
 from eval.splits import SplitConfig
 from experiments.tracking.config import TrackingConfig
+from experiments.tuning.config import TuneConfig
 from router.config import RouterConfig
 from router.errors import ConfigError
 from router.schema import StrictModel, load_yaml_model
@@ -40,6 +41,8 @@ class ExperimentConfig(StrictModel):
     # Quality guarantee: when set, training certifies the policy knob (eval.guarantee).
     target: TargetConfig | None = None
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # `tierwise tune`: search space, objective and study storage (experiments/tuning/config.py).
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _path: Path | None = PrivateAttr(default=None)

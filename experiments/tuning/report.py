@@ -1,0 +1,276 @@
+"""After a study: pick the chosen routers, re-fit them, score them ONCE on the test split.
+
+Constrained mode chooses the cheapest feasible trial (quality target met on calibration); when
+no trial is feasible, the report says so and shows the closest one (highest calibration
+quality). Multi-objective mode chooses up to ``report_top`` trials spread along the Pareto front.
+Each chosen router is re-fitted with ``experiments.training.train`` (the path `tierwise train`
+takes: fit, certification when the config has a `target`, evaluation once on test beside every
+baseline) and printed beside its calibration-split numbers; the untuned router of the config,
+at the same quality target, is scored the same way for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from eval.report import Row
+    from experiments.training import TrainResult
+    from router.config import RouterConfig
+
+
+def _usd(x: float | None) -> str:
+    if x is None:
+        return "never"
+    if not np.isfinite(x):
+        return "n/a"
+    return f"${x:.3f}" if x >= 1 else f"${x:.4f}"
+
+
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "COMPLETE" and "cost_per_1k" in (t.user_attrs.get("metrics") or {})
+    ]
+
+
+def choose_trials(study: optuna.Study, mode: str, top: int) -> tuple[list[FrozenTrial], bool]:
+    """The trials to re-fit and test, and whether the constrained target was met by any."""
+    done = complete_trials(study)
+    if not done:
+        return [], False
+
+    def m(t: FrozenTrial) -> dict[str, float]:
+        return dict(t.user_attrs["metrics"])
+
+    if mode == "constrained":
+        feasible = [t for t in done if t.user_attrs.get("feasible")]
+        if feasible:
+            best = min(feasible, key=lambda t: (m(t)["cost_per_1k"], -m(t)["quality"], t.number))
+            return [best], True
+        closest = max(done, key=lambda t: (m(t)["max_quality"], -m(t)["cost_per_1k"], -t.number))
+        return [closest], False
+    numbers = {t.number for t in done}
+    front = sorted(
+        (t for t in study.best_trials if t.number in numbers),
+        key=lambda t: (m(t)["cost_per_1k"], -m(t)["quality"]),
+    )
+    if len(front) <= top:
+        return front, True
+    picks = np.unique(np.round(np.linspace(0, len(front) - 1, top)).astype(int))
+    return [front[i] for i in picks], True
+
+
+def describe_config(rc: dict[str, Any]) -> str:
+    """Short text for a RouterConfig dict: "knn(k=37, weights=softmax) platt threshold(gap)"."""
+
+    def params(p: dict[str, Any]) -> str:
+        shown = []
+        for k, v in sorted(p.items()):
+            shown.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+        return f"({', '.join(shown)})" if shown else ""
+
+    pred, pol = rc.get("predictor", {}), rc.get("policy", {})
+    norm = rc.get("normalization", {}).get("mode", "?")
+    return (
+        f"{rc.get('embedder', {}).get('name', '?')}/{norm} {pred.get('name')}"
+        f"{params(pred.get('params', {}))} {rc.get('calibration', {}).get('method')} "
+        f"{pol.get('name')}{params(pol.get('params', {}))}"
+        f" @{pol.get('select', {}).get('quality_fraction', 0):.3g}"
+    )
+
+
+@dataclass
+class Chosen:
+    label: str
+    trial_number: int | None  # None for the config's untuned router
+    config: RouterConfig
+    calibration: dict[str, float]  # cross-fitted calibration-split metrics
+    result: TrainResult  # re-fitted router and its test report
+
+    @property
+    def test(self) -> Row:
+        return self.result.report.row(self.result.policy_name)
+
+
+@dataclass
+class TuneReport:
+    study_name: str
+    storage: str
+    mode: str
+    target: str
+    target_quality: float
+    reference_model: str
+    counts: dict[str, int]
+    feasible: bool
+    chosen: list[Chosen]
+    default: Chosen | None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def rows(self) -> list[Chosen]:
+        return self.chosen + ([self.default] if self.default is not None else [])
+
+    def table(self) -> str:
+        def f(x: float | None, fmt: str = ".3f") -> str:
+            return "n/a" if x is None or not np.isfinite(x) else format(x, fmt)
+
+        targets = list(self.chosen[0].test.cost_at) if self.chosen else []
+        head = ["router", "cal q", "cal $/1k", "cal %ref$", "cal AIQ", "cal gap"]
+        head += ["test q", "test $/1k", "%ref$", "%refQ", "AIQ", "gap"]
+        head += [f"$/1k@{t}" for t in targets]
+        lines = [head]
+        for c in self.rows():
+            cal, t = c.calibration, c.test
+            lines.append(
+                [
+                    c.label,
+                    f(cal.get("quality")),
+                    _usd(cal.get("cost_per_1k")),
+                    f(cal.get("pct_ref_cost"), ".1f") + "%",
+                    f(cal.get("aiq")),
+                    f(cal.get("gap_closed"), ".2f"),
+                    f(t.quality),
+                    _usd(t.cost_per_1k),
+                    f(t.pct_ref_cost, ".1f") + "%",
+                    f(t.pct_ref_quality, ".1f") + "%",
+                    f(t.aiq),
+                    f(t.gap_closed, ".2f"),
+                    *(_usd(v) for v in t.cost_at.values()),
+                ]
+            )
+        widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+        out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in lines]
+        out.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+    def summary(self) -> str:
+        c = self.counts
+        head = (
+            f"study {self.study_name!r} ({self.mode}) in {self.storage}: {c['finished']} finished "
+            f"trials ({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
+            f"{c['feasible']} meeting the target)"
+        )
+        lines = [head, f"target on calibration: {self.target} = quality {self.target_quality:.4f}"]
+        if self.mode == "constrained" and not self.feasible:
+            closest = self.chosen[0] if self.chosen else None
+            lines.append(
+                "NO TRIAL MET THE TARGET on the calibration split"
+                + (
+                    f"; closest: trial #{closest.trial_number} reaches quality "
+                    f"{closest.calibration.get('max_quality', float('nan')):.4f} "
+                    f"({100 * closest.calibration.get('max_quality', 0) / self.target_quality:.1f}%"
+                    " of the target). Lower the target or widen the search space."
+                    if closest
+                    else ""
+                )
+            )
+        for ch in self.chosen:
+            lines.append(f"{ch.label}: {describe_config(ch.config.model_dump(mode='json'))}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        def entry(c: Chosen) -> dict[str, Any]:
+            return {
+                "label": c.label,
+                "trial": c.trial_number,
+                "router_config": c.config.model_dump(mode="json"),
+                "calibration": c.calibration,
+                "test": c.test.to_dict(),
+                "knob": c.result.router.knob_,
+            }
+
+        return {
+            "study": self.study_name,
+            "storage": self.storage,
+            "mode": self.mode,
+            "target": self.target,
+            "target_quality": self.target_quality,
+            "reference_model": self.reference_model,
+            "counts": self.counts,
+            "feasible": self.feasible,
+            "chosen": [entry(c) for c in self.chosen],
+            "default": entry(self.default) if self.default else None,
+            "files": self.files,
+        }
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    feasible = sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "COMPLETE" and t.user_attrs.get("feasible")
+    )
+    return {
+        "finished": states.count("COMPLETE") + states.count("PRUNED"),
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "failed": states.count("FAIL"),
+        "running": states.count("RUNNING"),
+        "feasible": feasible,
+    }
+
+
+def plot_trials(
+    study: optuna.Study,
+    path: Path,
+    *,
+    chosen: list[int],
+    target_quality: float | None,
+    title: str,
+) -> Path | None:
+    """Every complete trial at its chosen knob on calibration; feasible ones, the Pareto front,
+    the target line and the chosen trials marked."""
+    done = complete_trials(study)
+    if not done:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    cost = np.array([t.user_attrs["metrics"]["cost_per_1k"] for t in done])
+    qual = np.array([t.user_attrs["metrics"]["quality"] for t in done])
+    ok = np.array([bool(t.user_attrs.get("feasible")) for t in done])
+    front: list[int] = []
+    for i in np.lexsort((-qual, cost)):  # by cost; a point joins the front if it is better
+        if not front or qual[i] > qual[front[-1]]:
+            front.append(int(i))
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    ax.scatter(cost[~ok], qual[~ok], s=14, color="#bbbbbb", marker="x", label="misses target")
+    ax.scatter(cost[ok], qual[ok], s=16, color="#1f77b4", alpha=0.7, label="trial")
+    ax.plot(cost[front], qual[front], "-", color="#ff7f0e", lw=1.4, label="Pareto front")
+    if target_quality is not None:
+        ax.axhline(target_quality, color="#2ca02c", ls="--", lw=1, label="target")
+    for t_num in chosen:
+        i = next((k for k, t in enumerate(done) if t.number == t_num), None)
+        if i is not None:
+            ax.scatter([cost[i]], [qual[i]], s=120, marker="*", color="#d62728", zorder=5)
+            ax.annotate(f"#{t_num}", (cost[i], qual[i]), xytext=(5, 5), textcoords="offset points")
+    if (cost > 0).all():
+        ax.set_xscale("log")
+    ax.set_xlabel("cost per 1k queries, USD (calibration split, cross-fitted)")
+    ax.set_ylabel("mean quality (calibration split)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_json(report: TuneReport, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_dict(), indent=2, default=str), encoding="utf-8")
+    return path
