@@ -76,7 +76,8 @@ class RoutingDataset:
             return self.models.index(model)
         except ValueError:
             raise DataError(
-                f"model {model!r} is not in dataset {self.name!r}; valid models: {list(self.models)}"
+                f"model {model!r} is not in dataset {self.name!r}; "
+                f"valid models: {list(self.models)}"
             ) from None
 
     def subset(self, index: npt.ArrayLike) -> RoutingDataset:
