@@ -20,8 +20,12 @@ PYTHON="${PYTHON:-python3}"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
+# Install from a copy of the tracked files: setuptools writes build/ into the source tree.
+SRC="$(mktemp -d)"
+trap 'rm -rf "$SRC"' EXIT
+git -C "$ROOT" ls-files -z | (cd "$ROOT" && tar --null -T - -cf -) | tar -xf - -C "$SRC"
 start=$(date +%s)
-"$VENV/bin/pip" install -q "$ROOT"
+"$VENV/bin/pip" install -q "$SRC"
 echo "installed in $(( $(date +%s) - start )) s"
 
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
