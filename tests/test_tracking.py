@@ -93,9 +93,15 @@ def test_registered_pyfunc_routes_like_router_load(trained):
     ]
     assert out["expected_cost"][0] == pytest.approx(expected[0].expected_cost[expected[0].model])
     assert "non-whitespace" in out["error"][3] and out["model"][3] == ""
+    assert out["expected_cost"][3] is None  # JSON null when served, not NaN
     # the other input forms
     assert list(model.predict(prompts[:2])["model"]) == list(out["model"][:2])
     assert list(model.predict({"prompt": prompts[:2]})["model"]) == list(out["model"][:2])
+    reqs = Path(mlflow.pyfunc.get_model_dependencies("models:/tierwise-tinytrack/1")).read_text()
+    assert "numpy==" in reqs and "pydantic==" in reqs and "torch" not in reqs  # hashing embedder
+    code = Path(mlflow.artifacts.download_artifacts("models:/tierwise-tinytrack/1")) / "code"
+    assert (code / "router" / "core.py").is_file()  # servable without tierwise installed
+    assert not list(code.rglob("__pycache__"))
     sig = model.metadata.signature
     assert [c.type.name for c in sig.inputs.inputs] == ["string"]
     assert [c.name for c in sig.outputs.inputs] == ["model", "p_success", "expected_cost", "error"]

@@ -31,7 +31,8 @@ def _pinned(names: Sequence[str]) -> list[str]:
     out = []
     for name in names:
         try:
-            out.append(f"{name}=={importlib.metadata.version(name)}")
+            # A local build tag (torch's "+cpu") is not on PyPI: pin the public release.
+            out.append(f"{name}=={importlib.metadata.version(name).split('+', 1)[0]}")
         except importlib.metadata.PackageNotFoundError:
             out.append(name)
     return out
@@ -41,6 +42,17 @@ def requirements(embedder_spec: str) -> list[str]:
     """What serving this router needs: the runtime, pandas/mlflow, and the embedder's stack."""
     family = embedder_spec.split(":", 1)[0]
     return _pinned([*BASE_REQUIREMENTS, *EMBEDDER_REQUIREMENTS.get(family, ())])
+
+
+def artifact_embedder(artifact: str | Path) -> str:
+    """The embedder serving will run: "onnx" when `tierwise export` bundled one (no torch
+    needed), else the spec the router was trained with. Reads the manifest only."""
+    from router.artifact import artifact_info
+
+    payload = artifact_info(artifact).get("payload") or {}
+    if isinstance(payload.get("runtime_embedder"), dict):
+        return "onnx"
+    return str((payload.get("embedder") or {}).get("spec", "minilm"))
 
 
 def signature() -> Any:
@@ -74,7 +86,7 @@ def _router_code(tmp: Path) -> str:
 def log_router_model(
     artifact: str | Path,
     *,
-    embedder_spec: str,
+    embedder_spec: str | None = None,
     example_prompts: Sequence[str],
     registered_model_name: str | None = None,
 ) -> Any:
@@ -98,6 +110,6 @@ def log_router_model(
             code_paths=[_router_code(Path(tmp))],
             signature=signature(),
             input_example=example,
-            pip_requirements=requirements(embedder_spec),
+            pip_requirements=requirements(embedder_spec or artifact_embedder(path)),
             registered_model_name=registered_model_name,
         )

@@ -8,7 +8,9 @@ Input: a DataFrame with a ``prompt`` column (or a single column), a list of prom
 ``{"prompt": str | list}`` or a single string; the signature is one unnamed string column so
 that every one of these passes MLflow's schema check. Output: one row per prompt with ``model`` (the
 chosen tier, empty on error), ``p_success`` (JSON object, model → calibrated P(success)),
-``expected_cost`` (USD, of the chosen model) and ``error`` (why the prompt was refused, else "").
+``expected_cost`` (USD, of the chosen model; None on error) and ``error`` (why the prompt was
+refused, else ""). Served by `mlflow models serve`, it takes ``{"inputs": [...prompts]}`` or
+``{"dataframe_split": {"columns": ["prompt"], "data": [[...], ...]}}``.
 """
 
 from __future__ import annotations
@@ -79,12 +81,15 @@ class TierwiseRouterModel(PythonModel):
             {
                 "model": d.model or "",
                 "p_success": json.dumps(d.p_success, sort_keys=True),
-                "expected_cost": float(d.expected_cost[d.model]) if d.model else float("nan"),
+                "expected_cost": float(d.expected_cost[d.model]) if d.model else None,
                 "error": d.error or "",
             }
             for d in decisions
         ]
-        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        out = pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        # None, not NaN, for a refused prompt: NaN is not JSON (`mlflow models serve` answers).
+        out["expected_cost"] = pd.Series([r["expected_cost"] for r in rows], dtype=object)
+        return out
 
 
 mlflow.models.set_model(TierwiseRouterModel())

@@ -234,9 +234,7 @@ def log_router_run(
                 )
             client.log_artifact(run_id, str(artifact), artifact_path="router")
             do_register = tracking.register if register is None else register
-            version = _log_model(
-                mlflow, tracking, run_id, artifact, r.config.embedder.name, prep, do_register
-            )
+            version = _log_model(mlflow, tracking, run_id, artifact, prep, do_register)
             if version is not None:
                 _describe_version(client, tracking.registered_model, version, all_tags, metrics)
         except BaseException:
@@ -251,7 +249,6 @@ def _log_model(
     tracking: ResolvedTracking,
     run_id: str,
     artifact: Path,
-    embedder: str,
     prep: Prepared,
     register: bool,
 ) -> str | None:
@@ -266,7 +263,6 @@ def _log_model(
         with mlflow.start_run(run_id=run_id):
             info = log_router_model(
                 artifact,
-                embedder_spec=embedder,
                 example_prompts=prep.test.prompts[:3],
                 registered_model_name=tracking.registered_model if register else None,
             )
