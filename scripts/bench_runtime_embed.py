@@ -159,7 +159,7 @@ def main() -> int:
         c = cold[name]
         rows.append([
             name,
-            f"{s50:.2f} / {s99:.2f}",
+            f"{s50:.2f} / {s99:.2f} / {short[name].min():.2f}",
             f"{l50:.1f} / {l99:.1f}",
             f"{tput[name]:.0f}",
             f"{ratio:.1f}x / {np.percentile(long_[base], 50) / l50:.1f}x / "
@@ -170,7 +170,7 @@ def main() -> int:
         ])  # fmt: skip
     headers = [
         "runtime",
-        f"short {n_short} tok p50/p99 ms",
+        f"short {n_short} tok p50/p99/min ms",
         f"long {n_long} tok p50/p99 ms",
         "batch64 prompts/s",
         "speed-up short/long/batch",
