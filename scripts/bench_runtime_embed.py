@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -186,7 +187,10 @@ def main() -> int:
     print(table(headers, rows))
     if export_s is not None:
         print(f"fp32 export (incl. model load and verification): {export_s:.1f} s")
-    print(f"exports in {fp32_dir.parent}")
+    if args.export_dir:
+        print(f"exports kept in {fp32_dir.parent}")
+    else:
+        shutil.rmtree(fp32_dir.parent, ignore_errors=True)
     return 0
 
 
