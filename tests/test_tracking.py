@@ -119,12 +119,13 @@ def test_compare_lists_tracked_policies_sorted_with_a_chart(trained, tmp_path, c
     text = capsys.readouterr().out
     lines = [ln for ln in text.splitlines() if ln[:1].isdigit()]
     assert len(lines) == 5 and "train knn/threshold" in text and "trial 3" in text
-    costs = [
-        float(ln.split()[ln.split().index("calibration") + 7]) if "calibration" in ln else None
-        for ln in lines
-    ]
-    trial_costs = [c for c in costs if c is not None]
-    assert trial_costs == sorted(trial_costs)
+    from experiments.tracking.sync import trial_metrics
+
+    by_cost = sorted(study.trials, key=lambda t: trial_metrics(t)["cost_at_target"])
+    order = [ln.split()[2] for ln in lines if ln.split()[1] == "trial"]  # "#  trial N  ..."
+    assert order == [str(t.number) for t in by_cost]
+    (train_line,) = [ln for ln in lines if "train knn/threshold" in ln]
+    assert " test " in train_line and all(" tuning " in ln for ln in lines if ln != train_line)
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert (
         main(["compare", "tinytrack", "--tracking-uri", uri, "--kind", "train", "--out", str(out)])

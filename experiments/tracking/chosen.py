@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from experiments.tracking.runs import log_router_run
+from experiments.tracking.runs import finite_metrics, log_router_run
 from experiments.tracking.store import connect, ensure_experiment, tracking_errors
-from experiments.tracking.sync import canonical_metrics, parent_run
+from experiments.tracking.sync import parent_run
 
 if TYPE_CHECKING:
     import optuna
@@ -39,10 +39,10 @@ def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
 def plot_pareto(
     study: optuna.Study, path: str | Path, *, chosen: set[int] | None = None, title: str = ""
 ) -> Path | None:
-    """Every completed trial's calibration (cost per 1k, quality); the Pareto front joined."""
+    """Every completed trial's tuning (cost per 1k, quality); the Pareto front joined."""
     pts = []
     for t in study.get_trials(deepcopy=False):
-        m = canonical_metrics(t.user_attrs.get("metrics") or {})
+        m = finite_metrics(t.user_attrs.get("metrics") or {})
         if t.state.name == "COMPLETE" and "cost_per_1k" in m and "quality" in m:
             pts.append((t.number, m["cost_per_1k"], m["quality"]))
     if not pts:
@@ -73,8 +73,8 @@ def plot_pareto(
             )
     if (cost > 0).all():
         ax.set_xscale("log")
-    ax.set_xlabel("cost per 1k queries (USD, calibration split)")
-    ax.set_ylabel("mean quality (calibration split)")
+    ax.set_xlabel("cost per 1k queries (USD, tuning prompts)")
+    ax.set_ylabel("mean quality (tuning prompts)")
     ax.set_title(title or f"study {study.study_name}: {len(pts)} trials")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -137,10 +137,11 @@ def format_table(runs: list[PolicyRun], *, sort: str) -> str:
 
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
-    out.append(
-        f"sorted by {sort}; splits differ: trials are scored on calibration, "
-        "trained and chosen routers on test"
-    )
+    note = f"sorted by {sort}"
+    if len({r.split for r in runs}) > 1:
+        note += "; splits differ: trials are scored out of sample on the tuning prompts, trained "
+        note += "and chosen routers once on test"
+    out.append(note)
     return "\n".join(out)
 
 

@@ -34,17 +34,6 @@ if TYPE_CHECKING:
     from experiments.training import Prepared
 
 SYNCED_TAG = "tierwise.synced"
-# Canonical metric names (what `tierwise compare` reads) and the names a tuner may use instead.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "quality": ("calibration_quality", "cal_quality", "mean_quality"),
-    "cost_per_1k": ("calibration_cost_per_1k", "cost_per_1k_usd"),
-    "pct_ref_cost": ("pct_reference_cost", "ref_cost_pct", "pct_of_ref_cost"),
-    "pct_ref_quality": ("pct_reference_quality", "ref_quality_pct", "pct_of_ref_quality"),
-    "aiq": ("AIQ",),
-    "gap_closed": ("gap",),
-    "routing_latency_ms": ("latency_ms", "route_latency_ms"),
-    "fit_seconds": ("fit_s", "fit_time_s"),
-}
 
 
 @dataclass
@@ -55,17 +44,6 @@ class SyncResult:
     rewritten: list[int] = field(default_factory=list)  # half-written children replaced
 
 
-def canonical_metrics(raw: Mapping[str, Any]) -> dict[str, float]:
-    out = finite_metrics(raw)
-    for name, aliases in ALIASES.items():
-        if name not in out:
-            for a in aliases:
-                if a in out:
-                    out[name] = out[a]
-                    break
-    return out
-
-
 def cost_at_target(curve: Any, target_quality: float) -> float | None:
     """Cheapest cost per 1k among (cost per 1k, quality) points that reach the target."""
     pts = np.asarray(curve, dtype=np.float64).reshape(-1, 2)
@@ -74,8 +52,8 @@ def cost_at_target(curve: Any, target_quality: float) -> float | None:
 
 
 def trial_curve(trial: optuna.trial.FrozenTrial) -> list[list[float]]:
-    """The trial's calibration curve as (cost per 1k, quality); user_attrs hold (quality, cost
-    per query) like ``Router.calibration_curve_``."""
+    """The trial's tuning curve as (cost per 1k, quality); user_attrs hold (quality, cost per
+    query) per knob like ``Router.calibration_curve_``."""
     raw = trial.user_attrs.get("calibration_curve") or []
     try:
         arr = np.asarray(raw, dtype=np.float64).reshape(-1, 2)
@@ -85,7 +63,7 @@ def trial_curve(trial: optuna.trial.FrozenTrial) -> list[list[float]]:
 
 
 def trial_metrics(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
-    metrics = canonical_metrics(trial.user_attrs.get("metrics") or {})
+    metrics = finite_metrics(trial.user_attrs.get("metrics") or {})
     values = trial.values or []
     if len(values) == 1:
         metrics["objective"] = float(values[0])
@@ -176,7 +154,8 @@ def log_trial(
         "tierwise.study": study.study_name,
         "tierwise.trial_number": str(trial.number),
         "tierwise.trial_state": trial.state.name,
-        "tierwise.split": "calibration",
+        # Out-of-sample tuning prompts (cross-validation or the calibration split), never test.
+        "tierwise.split": "tuning",
         "tierwise.policy": _policy_label(rcfg),
     }
     if curve:
@@ -188,7 +167,7 @@ def log_trial(
     params.update({f"optuna.{k}": str(v) for k, v in trial.params.items()})
     log_batch(client, run_id, params=params, metrics=trial_metrics(trial))
     if curve:
-        client.log_dict(run_id, {"split": "calibration", "points": curve}, "cost_quality.json")
+        client.log_dict(run_id, {"split": "tuning", "points": curve}, "cost_quality.json")
     client.set_tag(run_id, SYNCED_TAG, "1")
     end = trial.datetime_complete
     client.set_terminated(
