@@ -161,6 +161,31 @@ def test_fast_knn_equals_the_predictor() -> None:
             np.testing.assert_allclose(rebuilt, want, rtol=1e-10, atol=1e-12)
 
 
+def test_cross_validated_predictions_come_from_models_fitted_on_the_other_folds(exp) -> None:
+    from router.predictors import get_predictor
+
+    s = session(exp)
+    ws = s.ws
+    space = next(iter(ws.spaces.values()))
+    folds = ws.folds
+    for name, params in (("knn", {"k": 12, "weights": "distance"}), ("logreg", {"C": 0.5})):
+        rcfg = RouterConfig.model_validate(
+            {"embedder": {"name": "hashing:64"}, "predictor": {"name": name, "params": params}}
+        )
+        raw = s.evaluator.fitted(rcfg, space).raw
+        for f in (0, 3):
+            held = folds == f
+            want = get_predictor(name, **params).fit(space.X_eval[~held], ws.Y_eval[~held])
+            # float32 similarities summed in another matrix shape differ in the last bits
+            np.testing.assert_allclose(
+                raw[held],
+                want.predict_proba(space.X_eval[held]),
+                rtol=1e-6,
+                atol=1e-9,
+                err_msg=name,
+            )
+
+
 @pytest.mark.parametrize(
     ("predictor", "policy", "calibration"),
     [("knn", "threshold", "isotonic"), ("knn", "utility", "platt"), ("logreg", "utility", "none")],
@@ -170,7 +195,7 @@ def test_one_fold_objective_reproduces_router_fit(tmp_path, predictor, policy, c
     from experiments.training import prepare
 
     prep = prepare(cfg, progress=False)
-    tune = parse_model(TuneConfig, {"calibration_folds": 1}, source="tune")
+    tune = parse_model(TuneConfig, {"scheme": "cross_fit", "folds": 1}, source="tune")
     ws = Workspace(prep, tune, resolve_space(tune, cfg.router), cfg.router, progress=False)
     rcfg = RouterConfig.model_validate(
         {
@@ -199,8 +224,8 @@ def test_trial_metrics_agree_with_the_evaluation_report(exp) -> None:
     ev = s.evaluator.evaluate(rcfg)
     ws = s.ws
     report = compare(
-        ws.q_cal,
-        ws.cost_cal,
+        ws.q_eval,
+        ws.cost_eval,
         ws.models,
         {"p": ev.choices},
         EvaluationConfig(bootstrap_samples=0),
@@ -212,8 +237,9 @@ def test_trial_metrics_agree_with_the_evaluation_report(exp) -> None:
     assert ev.metrics["quality"] == pytest.approx(row.quality)
     assert ev.metrics["cost_per_1k"] == pytest.approx(row.cost_per_1k)
     assert ev.metrics["pct_ref_cost"] == pytest.approx(row.pct_ref_cost)
-    # cross-fitted calibration leaves the predictor untouched but changes the probabilities
-    assert ws.folds.max() == 4 and 0 < ev.metrics["brier"] < 0.3
+    # default scheme: 5-fold cross-validation over train + calibration (240 of 300 prompts)
+    assert ws.folds.max() == 4 and len(ws.Y_eval) == 240 and ev.choices.shape[1] == 240
+    assert 0 < ev.metrics["brier"] < 0.3
 
 
 # -- studies ---------------------------------------------------------------------------------
@@ -295,7 +321,8 @@ def test_a_failing_hook_warns_once_and_trials_go_on(tmp_path, capsys) -> None:
         calls.append(trial.number)
         raise ConnectionError("tracking server down")
 
-    s = session(write_experiment(tmp_path), n_trials=5)
+    s = session(write_experiment(tmp_path), n_trials=5, scheme="cross_fit")
+    assert len(s.ws.Y_eval) == 60  # the calibration split only
     summary = s.run(on_trial_end=[tracker])
     assert summary.finished_after == 5 and calls == [0, 1, 2, 3, 4]
     assert len(summary.hook_errors) == 5
@@ -344,3 +371,14 @@ def test_help_lists_the_options(capsys) -> None:
     text = capsys.readouterr().out
     for flag in ("--trials", "--timeout", "--storage", "--study", "--mode", "--no-progress"):
         assert flag in text
+
+
+def test_tracking_server_down_does_not_stop_the_study(tmp_path, capsys) -> None:
+    path = write_experiment(tmp_path)
+    argv = ["tune", str(path), "--trials", "4", "--no-progress", "--no-report", "--track"]
+    assert main([*argv, "--tracking-uri", "http://127.0.0.1:9"]) == 0
+    err = capsys.readouterr().err
+    assert "unreachable" in err and "tierwise track sync" in err
+    assert err.count("trials continue and stay in the study") == 1
+    s = session(path)
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in s.study.get_trials()) == 4

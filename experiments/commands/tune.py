@@ -8,13 +8,15 @@ from pathlib import Path
 
 HELP = """\
 Search router configurations (predictor and its hyperparameters, routing policy, calibration,
-prompt normalization, embedder) with Optuna, scoring each trial on the CALIBRATION split only
-(calibrator cross-fitted, embeddings computed once and cached). The test split is used once, at
-the end, to score the chosen routers beside the untuned config and every baseline.
+prompt normalization, embedder) with Optuna. Trials are scored out of sample and NEVER on test:
+by default 5-fold cross-validation over train + calibration (tune.scheme: cv), or the
+calibration split with a cross-fitted calibrator (tune.scheme: cross_fit). Embeddings are
+computed once (and cached on disk). The test split is used once, at the end, to score the
+chosen routers beside the untuned config and every baseline.
 
 modes (tune.mode, or --mode):
   constrained      cheapest router whose quality reaches the target (tune.target, default 95%
-                   of the best model's calibration quality)
+                   of the best model's quality)
   multi_objective  cost vs quality: a Pareto set of routers, each with its own operating point
 
 The study is named (--study, default the config name) and stored (--storage, default
@@ -26,6 +28,7 @@ search space or dataset is refused.
 Writes, under --out (default runs/<name>/tune/): router.tierwise (the chosen router),
 cost_quality.png (test split), trials.png (every trial on calibration), tune_report.json.
 Search space and options: the `tune:` section of the config (see experiments/tuning/config.py).
+Exit status 1 when no trial meets the constrained target (the closest one is reported).
 
 examples:
   tierwise tune configs/routerbench.yaml --trials 200
@@ -91,13 +94,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"study {session.study_name!r} in {session.storage_label}: {tune.mode}, "
         f"target {session.target_text()} (quality "
-        f"{session.quality_fraction * session.ws.ref_quality:.4f} on calibration), "
+        f"{session.ws.target_quality(session.quality_fraction):.4f}), "
         f"{tune.sampler} sampler, seed {tune.seed}"
     )
     print(
         f"{len(session.ws.spaces)} embedding space(s) ready in {session.setup_seconds:.1f}s; "
-        f"{session.prep.train.n_prompts} train / {session.prep.calibration.n_prompts} "
-        f"calibration prompts, calibrator cross-fitted over {tune.calibration_folds} fold(s)"
+        f"trials scored on {session.ws.scheme_text}"
     )
     try:
         summary = session.run(on_trial_end=[hook] if hook is not None else [])
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(report.summary())
     if report.rows():
-        print("\ncalibration split (cross-fitted, chosen knob) | test split (scored once):")
+        print("\ntuning prompts (out of sample, chosen knob) | test split (scored once):")
         print(report.table())
     for key, path in report.files.items():
         print(f"{key + ':':<18}{path}")

@@ -11,7 +11,8 @@
       n_trials: 200
       timeout_s: null
       pruning: true
-      calibration_folds: 5            # cross-fitting of the calibrator inside the objective
+      scheme: cv                      # cv: 5-fold CV over train+calibration; cross_fit:
+      folds: 5                        #   calibration split only, calibrator cross-fitted
       space:
         embedders: [minilm]           # default: the router's embedder
         normalization: [head_tail, tail]
@@ -192,13 +193,25 @@ class TuneConfig(StrictModel):
     seed: int = 0
     n_trials: int = Field(default=100, ge=1, le=1_000_000)
     timeout_s: float | None = Field(default=None, gt=0)
-    # Constrained mode: stop a trial whose predictor is clearly worse (calibration Brier score in
-    # the worst quarter of finished trials) before calibrating and sweeping it; slow predictors
-    # are first scored fitted on a third of the training split. Multi-objective: Optuna cannot
-    # prune, so this is ignored.
+    # Constrained mode: stop a trial whose predictor is clearly worse (out-of-sample Brier score
+    # in the worst quarter of finished trials) before calibrating and sweeping it; slow
+    # predictors are scored fold by fold (cv) or first fitted on a third of train (cross_fit),
+    # so a hopeless one stops early. Multi-objective: Optuna cannot prune; ignored.
     pruning: bool = True
-    # 1 = calibrate and score on the same calibration rows (what Router.fit does; optimistic).
-    calibration_folds: int = Field(default=5, ge=1, le=20)
+    # Which prompts score a trial (never test; see objective.py for the reasoning):
+    # cv: K-fold cross-validation over train + calibration (predictor and calibrator fitted on
+    #     the other folds): 4x the prompts of the calibration split, so less noise to overfit.
+    # cross_fit: the calibration split only, predictor fitted on train as in Router.fit and the
+    #     calibrator cross-fitted over K folds of the calibration split (K=1: exactly Router.fit,
+    #     calibrator scored on its own rows, which is optimistic).
+    scheme: Literal["cv", "cross_fit"] = "cv"
+    folds: int = Field(default=5, ge=1, le=20)
     # multi_objective: how many Pareto routers are re-fitted and scored on test.
     report_top: int = Field(default=3, ge=1, le=20)
     space: SearchSpace = Field(default_factory=SearchSpace)
+
+    @model_validator(mode="after")
+    def _folds(self) -> TuneConfig:
+        if self.scheme == "cv" and self.folds < 2:
+            raise ValueError("`scheme: cv` needs `folds` >= 2 (use `scheme: cross_fit` for 1)")
+        return self

@@ -94,7 +94,7 @@ class Chosen:
     label: str
     trial_number: int | None  # None for the config's untuned router
     config: RouterConfig
-    calibration: dict[str, float]  # cross-fitted calibration-split metrics
+    calibration: dict[str, float]  # tuning metrics (out of sample, never test)
     result: TrainResult  # re-fitted router and its test report
 
     @property
@@ -110,6 +110,7 @@ class TuneReport:
     target: str
     target_quality: float
     reference_model: str
+    scheme: str  # which prompts scored the trials
     counts: dict[str, int]
     feasible: bool
     chosen: list[Chosen]
@@ -124,7 +125,7 @@ class TuneReport:
             return "n/a" if x is None or not np.isfinite(x) else format(x, fmt)
 
         targets = list(self.chosen[0].test.cost_at) if self.chosen else []
-        head = ["router", "cal q", "cal $/1k", "cal %ref$", "cal AIQ", "cal gap"]
+        head = ["router", "tune q", "tune $/1k", "tune %ref$", "tune AIQ", "tune gap"]
         head += ["test q", "test $/1k", "%ref$", "%refQ", "AIQ", "gap"]
         head += [f"$/1k@{t}" for t in targets]
         lines = [head]
@@ -159,11 +160,15 @@ class TuneReport:
             f"trials ({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
             f"{c['feasible']} meeting the target)"
         )
-        lines = [head, f"target on calibration: {self.target} = quality {self.target_quality:.4f}"]
+        lines = [
+            head,
+            f"trials scored on: {self.scheme}",
+            f"target: {self.target} = quality {self.target_quality:.4f} on those prompts",
+        ]
         if self.mode == "constrained" and not self.feasible:
             closest = self.chosen[0] if self.chosen else None
             lines.append(
-                "NO TRIAL MET THE TARGET on the calibration split"
+                "NO TRIAL MET THE TARGET"
                 + (
                     f"; closest: trial #{closest.trial_number} reaches quality "
                     f"{closest.calibration.get('max_quality', float('nan')):.4f} "
@@ -173,6 +178,8 @@ class TuneReport:
                     else ""
                 )
             )
+        if not self.chosen:
+            lines.append("no complete trial to report yet: run more trials")
         for ch in self.chosen:
             lines.append(f"{ch.label}: {describe_config(ch.config.model_dump(mode='json'))}")
         return "\n".join(lines)
@@ -195,6 +202,7 @@ class TuneReport:
             "target": self.target,
             "target_quality": self.target_quality,
             "reference_model": self.reference_model,
+            "scheme": self.scheme,
             "counts": self.counts,
             "feasible": self.feasible,
             "chosen": [entry(c) for c in self.chosen],
@@ -228,8 +236,8 @@ def plot_trials(
     target_quality: float | None,
     title: str,
 ) -> Path | None:
-    """Every complete trial at its chosen knob on calibration; feasible ones, the Pareto front,
-    the target line and the chosen trials marked."""
+    """Every complete trial at its chosen knob on the tuning prompts; feasible ones, the Pareto
+    front, the target line and the chosen trials marked."""
     done = complete_trials(study)
     if not done:
         return None
@@ -258,8 +266,8 @@ def plot_trials(
             ax.annotate(f"#{t_num}", (cost[i], qual[i]), xytext=(5, 5), textcoords="offset points")
     if (cost > 0).all():
         ax.set_xscale("log")
-    ax.set_xlabel("cost per 1k queries, USD (calibration split, cross-fitted)")
-    ax.set_ylabel("mean quality (calibration split)")
+    ax.set_xlabel("cost per 1k queries, USD (tuning prompts, out of sample)")
+    ax.set_ylabel("mean quality (tuning prompts)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -28,7 +28,7 @@ from experiments.tuning.report import (
 from experiments.tuning.space import resolve_space, space_fingerprint
 from experiments.tuning.storage import default_storage, is_database, open_storage, redact
 from experiments.tuning.study import Objective, RunSummary, TrialHook, open_study, run_trials
-from experiments.tuning.workspace import Workspace
+from experiments.tuning.workspace import Workspace, describe_data
 from router.config import RouterConfig
 from router.schema import parse_model
 
@@ -65,17 +65,16 @@ class TuneSession:
         self.study_name = self.tune.study_name or cfg.name
         t0 = time.perf_counter()
         self.prep = prepare(cfg, progress=progress)
-        self.ws = Workspace(self.prep, self.tune, self.space, cfg.router, progress=progress)
-        self.setup_seconds = time.perf_counter() - t0
-        self.quality_fraction = self.ws.quality_fraction()
         self.description = {
             "mode": self.tune.mode,
             "target": self.tune.target.model_dump(mode="json"),
-            "calibration_folds": self.tune.calibration_folds,
+            "scheme": self.tune.scheme,
+            "folds": self.tune.folds,
             "space": self.space.describe(),
-            "data": self.ws.describe(),
+            "data": describe_data(self.prep, cfg.router),
         }
         self.fingerprint = space_fingerprint(self.description)
+        # Opened before embedding, so a study of another space is refused before slow work.
         self.study = open_study(
             self.study_name,
             self.storage,
@@ -84,6 +83,9 @@ class TuneSession:
             self.fingerprint,
             self.description,
         )
+        self.ws = Workspace(self.prep, self.tune, self.space, cfg.router, progress=progress)
+        self.setup_seconds = time.perf_counter() - t0
+        self.quality_fraction = self.ws.quality_fraction()
         self.evaluator = TrialEvaluator(self.ws)
         self.objective = Objective(
             self.evaluator, self.space, cfg.router, self.tune, self.quality_fraction
@@ -147,7 +149,8 @@ class TuneSession:
             storage=self.storage_label,
             mode=self.tune.mode,
             target=self.target_text(),
-            target_quality=self.quality_fraction * self.ws.ref_quality,
+            target_quality=self.ws.target_quality(self.quality_fraction),
+            scheme=self.ws.scheme_text,
             reference_model=self.ws.reference_model,
             counts=counts(self.study),
             feasible=feasible,
@@ -212,7 +215,7 @@ class TuneSession:
         router reaching the target on calibration (else the best quality one)."""
         if self.tune.mode == "constrained":
             return chosen[0]
-        target = self.quality_fraction * self.ws.ref_quality
+        target = self.ws.target_quality(self.quality_fraction)
         ok = [c for c in chosen if c.calibration.get("quality", 0.0) >= target - 1e-12]
         if ok:
             return min(ok, key=lambda c: c.calibration["cost_per_1k"])

@@ -1,5 +1,6 @@
 """Everything trials share, computed once: embeddings per (embedder, normalization), expected
-costs, the calibration split's labels, reference model, baselines and cross-fitting folds.
+costs, the scored prompts' labels (calibration split, or train + calibration for `cv`), the
+reference model, the baselines' AIQ and the folds.
 
 Embeddings of the train and calibration prompts go through the on-disk cache (a re-run embeds
 nothing) and stay in memory for every trial, which fits routers with ``Router.fit(...,
@@ -38,8 +39,9 @@ class EmbeddingSpace:
     normalization: NormalizationConfig
     X_train: np.ndarray
     X_cal: np.ndarray
+    X_eval: np.ndarray  # the scored prompts: X_cal, or train + calibration for `cv`
     C_train: FloatArray  # expected cost per prompt and tier, as Router.fit computes it
-    C_cal: FloatArray
+    C_eval: FloatArray
     cost_scale: float  # utility's reference cost (mean cost of the priciest tier on train)
     tables: dict[str, NeighbourTable] = field(default_factory=dict)
 
@@ -52,8 +54,7 @@ def _group_folds(prompts: tuple[str, ...], k: int, seed: int) -> np.ndarray:
     )
     if k > len(groups):
         raise ConfigError(
-            f"`tune.calibration_folds` must be <= the {len(groups)} distinct calibration "
-            f"prompts, got {k}; lower it (1 = no cross-fitting)"
+            f"`tune.folds` must be <= the {len(groups)} distinct scored prompts, got {k}; lower it"
         )
     order = np.random.default_rng([seed, 7]).permutation(len(groups))
     fold_of_group = np.empty(len(groups), dtype=np.int64)
@@ -67,6 +68,18 @@ def _max_k(tune: TuneConfig) -> int:
     if spec is None:
         return int(KNNPredictor().k)
     return int(max(spec.corners()))
+
+
+def describe_data(prep: Prepared, base: RouterConfig) -> dict[str, Any]:
+    """What makes scores comparable across runs of one study (hashed with the space)."""
+    return {
+        "dataset": prep.dataset.fingerprint(),
+        "split": prep.config.split.model_dump(mode="json"),
+        "reference": base.policy.select.reference,
+        "cost": base.cost.model_dump(mode="json"),
+        "grid_size": base.policy.grid_size,
+        "seed": base.seed,
+    }
 
 
 class Workspace:
@@ -86,14 +99,20 @@ class Workspace:
 
         self.prep, self.tune, self.resolved, self.base = prep, tune, space, base
         train, cal = prep.train, prep.calibration
+        self.cv = tune.scheme == "cv"
         self.models = tuple(train.models)
         self.Y_train = np.asarray(train.quality, dtype=np.float64)
-        self.Y_cal = np.asarray(cal.quality, dtype=np.float64)
-        self.q_cal = np.nan_to_num(self.Y_cal, nan=0.0)
-        self.cost_cal = np.asarray(cal.cost, dtype=np.float64)
+        Y_cal = np.asarray(cal.quality, dtype=np.float64)
+        self.eval_prompts = tuple(train.prompts) + tuple(cal.prompts) if self.cv else cal.prompts
+        self.Y_eval = np.vstack([self.Y_train, Y_cal]) if self.cv else Y_cal
+        self.q_eval = np.nan_to_num(self.Y_eval, nan=0.0)
+        cost = np.asarray(cal.cost, dtype=np.float64)
+        self.cost_eval = (
+            np.vstack([np.asarray(train.cost, dtype=np.float64), cost]) if self.cv else cost
+        )
         reference = base.policy.select.reference
         if reference == "best":
-            self.ref = int(np.argmax(self.q_cal.mean(axis=0)))
+            self.ref = int(np.argmax(np.nan_to_num(Y_cal).mean(axis=0)))  # as Router: on cal
         elif reference in self.models:
             self.ref = self.models.index(reference)
         else:
@@ -102,15 +121,16 @@ class Workspace:
                 f"{list(self.models)}, got {reference!r}"
             )
         self.reference_model = self.models[self.ref]
-        self.ref_quality = float(self.q_cal[:, self.ref].mean())
-        self.ref_cost = float(self.cost_cal[:, self.ref].mean())
-        self.c_max = float(self.cost_cal.mean(axis=0).max())
+        self.ref_quality_cal = float(np.nan_to_num(Y_cal)[:, self.ref].mean())
+        self.ref_quality = float(self.q_eval[:, self.ref].mean())
+        self.ref_cost = float(self.cost_eval[:, self.ref].mean())
+        self.c_max = float(self.cost_eval.mean(axis=0).max())
         base_rows = compare(
-            self.q_cal, self.cost_cal, self.models, None, EvaluationConfig(bootstrap_samples=0)
+            self.q_eval, self.cost_eval, self.models, None, EvaluationConfig(bootstrap_samples=0)
         )
         self.aiq_zero = base_rows.row("zero router").aiq
         self.aiq_oracle = base_rows.row("oracle").aiq
-        self.folds = _group_folds(cal.prompts, tune.calibration_folds, tune.seed)
+        self.folds = _group_folds(self.eval_prompts, tune.folds, tune.seed)
         self.max_k = _max_k(tune)
         self.cache_dir = cache_dir(base)
         self.embed_seconds = 0.0
@@ -121,29 +141,36 @@ class Workspace:
 
     # -- targets ------------------------------------------------------------------------------
     def quality_fraction(self) -> float:
-        """The constrained target as a fraction of the reference model's calibration quality."""
+        """The target as the router's `select.quality_fraction` (of the reference model's
+        calibration quality, which is what Router.fit reads)."""
         t = self.tune.target
         if t.absolute is None:
             return float(t.quality_fraction or 0.95)
-        frac = t.absolute / self.ref_quality if self.ref_quality > 0 else float("inf")
+        frac = t.absolute / self.ref_quality_cal if self.ref_quality_cal > 0 else float("inf")
         if frac > 1.5:
             raise ConfigError(
                 f"`tune.target.absolute` must be reachable, got {t.absolute:g}: the reference "
-                f"model {self.reference_model!r} scores {self.ref_quality:.3f} on calibration; "
-                "lower the target"
+                f"model {self.reference_model!r} scores {self.ref_quality_cal:.3f} on "
+                "calibration; lower the target"
             )
         return float(frac)
 
+    def target_quality(self, fraction: float) -> float:
+        """The quality a trial must reach on the scored prompts."""
+        t = self.tune.target
+        if t.absolute is not None and self.tune.mode == "constrained":
+            return float(t.absolute)
+        return fraction * self.ref_quality
+
+    @property
+    def scheme_text(self) -> str:
+        n, k = len(self.eval_prompts), self.tune.folds
+        if self.cv:
+            return f"{k}-fold cross-validation over train + calibration ({n} prompts)"
+        return f"calibration split ({n} prompts), calibrator cross-fitted over {k} fold(s)"
+
     def describe(self) -> dict[str, Any]:
-        """What makes scores comparable across runs of one study (hashed with the space)."""
-        return {
-            "dataset": self.prep.dataset.fingerprint(),
-            "split": self.prep.config.split.model_dump(mode="json"),
-            "reference": self.base.policy.select.reference,
-            "cost": self.base.cost.model_dump(mode="json"),
-            "grid_size": self.base.policy.grid_size,
-            "seed": self.base.seed,
-        }
+        return describe_data(self.prep, self.base)
 
     # -- embedding spaces ---------------------------------------------------------------------
     def _embed(self, embedder: str, norm: NormalizationConfig, *, progress: bool) -> EmbeddingSpace:
@@ -172,13 +199,15 @@ class Workspace:
             prices=self.prep.prices,
         )
         C_tr = cost_model.predict(X_tr, chars_tr)
+        C_cal = cost_model.predict(X_cal, chars_cal)
         return EmbeddingSpace(
             embedder=embedder,
             normalization=norm,
             X_train=X_tr,
             X_cal=X_cal,
+            X_eval=np.vstack([X_tr, X_cal]) if self.cv else X_cal,
             C_train=C_tr,
-            C_cal=cost_model.predict(X_cal, chars_cal),
+            C_eval=np.vstack([C_tr, C_cal]) if self.cv else C_cal,
             cost_scale=reference_cost(C_tr),
         )
 
@@ -202,12 +231,17 @@ class Workspace:
     def neighbours(self, space: EmbeddingSpace, store_dtype: str) -> NeighbourTable:
         table = space.tables.get(store_dtype)
         if table is None:
-            table = NeighbourTable(
-                space.X_train,
-                self.Y_train,
-                space.X_cal,
-                max_k=self.max_k,
-                store_dtype=store_dtype,
-            )
+            if self.cv:
+                table = NeighbourTable.cross_validated(
+                    space.X_eval, self.Y_eval, self.folds, max_k=self.max_k, store_dtype=store_dtype
+                )
+            else:
+                table = NeighbourTable(
+                    space.X_train,
+                    self.Y_train,
+                    space.X_cal,
+                    max_k=self.max_k,
+                    store_dtype=store_dtype,
+                )
             space.tables[store_dtype] = table
         return table
