@@ -139,6 +139,8 @@ def test_compare_names_existing_experiments_for_an_unknown_one(trained, capsys):
     assert main(["compare", "nosuch", "--tracking-uri", uri, "--out", "/dev/null"]) == 2
     err = capsys.readouterr().err
     assert "experiment 'nosuch' does not exist" in err and "tinytrack" in err
+    assert main(["compare", "tinytrack", "--tracking-uri", uri, "--sort", "speed"]) == 2
+    assert "`--sort` must be one of ['aiq', 'cost_at_target'" in capsys.readouterr().err
 
 
 def test_unreachable_tracking_uri_fails_fast_naming_uri_and_fix(capsys):

@@ -17,8 +17,6 @@ The experiment defaults to the --config's tracking experiment (its name).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from experiments.tracking.compare import KINDS, SORT_KEYS
-
     p = sub.add_parser(
         "compare",
         help="compare tracked routing policies (MLflow)",
@@ -28,9 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", nargs="?", default=None, help="MLflow experiment name")
     p.add_argument("--config", default=None, help="experiment YAML (experiment name and URI)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
-    p.add_argument("--sort", default="cost_at_target", choices=sorted(SORT_KEYS))
     p.add_argument(
-        "--kind", action="append", choices=KINDS, help="only these run kinds (repeatable)"
+        "--sort",
+        default="cost_at_target",
+        help="cost_at_target (default), cost_per_1k, quality, aiq, gap_closed, pct_ref_cost, "
+        "routing_latency_ms or start_time",
+    )
+    p.add_argument(
+        "--kind", action="append", help="only runs of this kind: train, chosen, trial (repeatable)"
     )
     p.add_argument("--limit", type=int, default=None, help="show the first N runs")
     p.add_argument(
@@ -40,11 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.tracking.compare import KINDS, format_table, load_runs, plot_runs, sort_runs
+    from experiments.tracking.compare import (
+        KINDS,
+        SORT_KEYS,
+        format_table,
+        load_runs,
+        plot_runs,
+        sort_runs,
+    )
     from experiments.tracking.config import TrackingConfig, sqlite_path
     from experiments.tracking.store import check_reachable, connect
 
     t0 = time.perf_counter()
+    if args.sort not in SORT_KEYS:
+        raise ConfigError(f"`--sort` must be one of {sorted(SORT_KEYS)}, got {args.sort!r}")
+    bad = [k for k in args.kind or () if k not in KINDS]
+    if bad:
+        raise ConfigError(f"`--kind` must be one of {list(KINDS)}, got {bad[0]!r}")
     if args.config:
         from experiments.config import load_experiment
 
