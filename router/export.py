@@ -20,13 +20,15 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from router.artifact import load_artifact, save_artifact
-from router.artifact_io import ARRAYS_NAME, MANIFEST_NAME
+from router.artifact_io import MANIFEST_NAME
 from router.errors import ArtifactError, ConfigError
 from router.runtime import (
     MODEL_ARRAY,
@@ -139,7 +141,35 @@ def export_artifact(
     return save_artifact(dst, payload, arrays)
 
 
-def artifact_files(path: str | os.PathLike[str]) -> list[str]:
-    """Names of the files making up an artifact (for messages); a zip is one file."""
-    p = Path(path)
-    return [str(p / MANIFEST_NAME), str(p / ARRAYS_NAME)] if p.is_dir() else [str(p)]
+@dataclass(frozen=True)
+class Agreement:
+    """How often the exported runtime decides like the training-time (torch) router."""
+
+    prompts: int
+    same_model: float  # share of prompts with the same chosen model
+    max_p_diff: float  # largest |P(success)| difference over prompts and models
+
+    def __str__(self) -> str:
+        return (
+            f"{self.same_model:.2%} of {self.prompts} prompts get the same model "
+            f"(largest P(success) difference {self.max_p_diff:.4f})"
+        )
+
+
+def decision_agreement(
+    trained: str | os.PathLike[str], runtime: str | os.PathLike[str], prompts: Sequence[object]
+) -> Agreement:
+    """Route ``prompts`` with both artifacts (torch embedder, no cache, vs bundled ONNX)."""
+    from router.core import Router
+    from router.runtime import load_runtime
+
+    torch_router = Router.load(str(trained))
+    torch_router.config.cache_dir = None  # compare the models, never cached vectors
+    onnx_router = load_runtime(runtime)
+    a, b = torch_router.route(list(prompts)), onnx_router.route(list(prompts))
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x.ok and y.ok]
+    if not pairs:
+        raise ConfigError("no valid prompt to compare decisions on; pass prompts with text")
+    same = sum(x.model == y.model for x, y in pairs) / len(pairs)
+    diff = max(abs(x.p_success[m] - y.p_success[m]) for x, y in pairs for m in x.p_success)
+    return Agreement(len(pairs), same, diff)

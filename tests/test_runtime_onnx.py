@@ -23,7 +23,7 @@ from router.artifact import load_artifact, save_artifact
 from router.core import Router
 from router.embed.onnx import OnnxEmbedder
 from router.errors import ArtifactError, ConfigError
-from router.export import export_artifact
+from router.export import decision_agreement, export_artifact
 from router.runtime import PAYLOAD_KEY, load_runtime
 
 pytestmark = pytest.mark.integration
@@ -68,6 +68,13 @@ def test_onnx_runtime_reaches_the_training_time_decisions(exported: Exported) ->
     want = torch_router.route(PROMPTS[:40])
     for a, b in zip(runtime.route(PROMPTS[:40]), want, strict=True):
         assert a.p_success == pytest.approx(b.p_success, abs=2e-3)
+
+
+def test_decision_agreement_reports_what_export_check_prints(exported: Exported) -> None:
+    agreement = decision_agreement(exported.trained, exported.runtime, [*PROMPTS[:60], ""])
+    assert agreement.prompts == 60  # the invalid prompt is left out
+    assert agreement.same_model >= 0.99 and agreement.max_p_diff < 0.01
+    assert str(agreement).startswith(f"{agreement.same_model:.2%} of 60 prompts get the same")
 
 
 def test_router_load_picks_up_the_bundled_embedder(exported: Exported) -> None:

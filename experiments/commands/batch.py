@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--chunk-size", type=int, default=1024, help="rows routed per model call")
     p.add_argument("--knob", type=float, default=None, help="override the policy knob")
+    p.add_argument(
+        "--threads", type=int, default=None, help="onnxruntime threads (default: CPUs, at most 4)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -181,11 +184,14 @@ def route_file(
 
 
 def run(args: argparse.Namespace) -> int:
-    from router.runtime import load_runtime
+    from router.runtime import limit_blas_threads, load_runtime
 
     if not args.input.is_file():  # before the (slow) artifact load
         raise DataError(f"input {str(args.input)!r} does not exist or is not a file")
-    router = load_runtime(args.artifact)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
+    limit_blas_threads(1)
+    router = load_runtime(args.artifact, num_threads=args.threads)
     s = route_file(
         router,
         args.input,
