@@ -125,7 +125,7 @@ def export_artifact(
         onnx_dir = export_onnx(emb, Path(tmp) / "onnx", quantize=quantize)  # type: ignore[arg-type]
         model = np.frombuffer((onnx_dir / "model.onnx").read_bytes(), dtype=np.uint8)
         tokenizer = np.frombuffer((onnx_dir / "tokenizer.json").read_bytes(), dtype=np.uint8)
-        config = embedded_config(onnx_dir / "embedder.json")
+        config = embedded_config(onnx_dir)
     if quantize == "none" and config["identity"] != payload["embedder"]["identity"]:
         raise ArtifactError(  # export_onnx keeps the fp32 identity; anything else is a bug
             f"fp32 export identity {config['identity']!r} differs from the router's "

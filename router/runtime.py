@@ -39,15 +39,11 @@ TOKENIZER_ARRAY = "runtime.tokenizer_json"
 _EXTRA_FIELDS = ("source_artifact_checksum",)  # ours, beside the embedder.json fields
 
 
-def embedded_config(path: Path) -> dict[str, Any]:
-    """The checked ``embedder.json`` of an export directory, as plain JSON for a payload."""
+def embedded_config(export_dir: Path) -> dict[str, Any]:
+    """The checked ``embedder.json`` of an ONNX export directory, as JSON for a payload."""
     from router.embed.onnx import read_config
 
-    return read_config(path.parent).model_dump(mode="json")
-
-
-def has_embedded_embedder(payload: dict[str, Any]) -> bool:
-    return isinstance(payload.get(PAYLOAD_KEY), dict)
+    return read_config(export_dir).model_dump(mode="json")
 
 
 def embedded_embedder(

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from router import __version__
 from router.decision import Decision
 from router.errors import TierwiseError
 from router.prompts import validate_batch
@@ -165,11 +166,7 @@ def create_app(
 
     app = FastAPI(
         title="tierwise router",
-        version=str(
-            holder.current.router.manifest_.get("tierwise_version", "")
-            if holder.current.router.manifest_
-            else ""
-        ),
+        version=__version__,
         description="Routes each prompt to the cheapest model tier predicted to succeed.",
         lifespan=lifespan,
     )
