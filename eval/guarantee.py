@@ -58,6 +58,7 @@ __all__ = [
     "CertificationSplit",
     "KnobSweep",
     "TrafficCheck",
+    "advice",
     "align_models",
     "certify_predictions",
     "certify_router",
@@ -273,6 +274,21 @@ def certify_predictions(
         "the certification part",
     }
     return certify_sample(router, P[b], C[b], quality[b], cost[b], t, ref, scheme)
+
+
+def advice(cert: Certificate) -> str | None:
+    """What to try when no knob could be certified (None when one was)."""
+    if not cert.fallback:
+        return None
+    if cert.target.method != "wsr":
+        return (
+            "Hint: add `method: wsr` to the target — a variance-adaptive test that needs far "
+            "fewer prompts, above all for relative targets (router and reference mostly agree)."
+        )
+    return (
+        f"Hint: {cert.n_calibration:,} prompts certified the knob; label more calibration "
+        "traffic, lower the target or the confidence, or accept the reference tier."
+    )
 
 
 # ----------------------------------------------------------------------------- new traffic

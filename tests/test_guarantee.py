@@ -8,6 +8,7 @@ from guarantee_helpers import MODELS, success_prob, synthetic
 
 from eval.certify import TargetConfig, naive_knob
 from eval.guarantee import (
+    advice,
     certify_router,
     check_router,
     split_for_certification,
@@ -71,7 +72,7 @@ def test_certified_knob_is_deployed_and_matches_routing_the_certification_prompt
     train, cal, _ = data
     router = Router(config()).fit(train, cal)
     cert = certify_router(router, cal, ABSOLUTE, seed=7)
-    assert cert.passed and not cert.fallback
+    assert cert.passed and not cert.fallback and advice(cert) is None
     assert router.knob_ == cert.knob and router.fallback_model_ is None
     assert cert.knob in router.knob_grid_.tolist()
     # Fixed-sequence order: the grid reversed, most expensive behaviour first.
@@ -131,6 +132,9 @@ def test_unreachable_target_falls_back_to_the_reference_tier(data, tmp_path):
     assert cert.fallback and not cert.passed and cert.knob is None
     assert router.fallback_model_ == "big"
     assert "No knob value could be certified" in cert.explain()
+    assert "`method: wsr`" in str(advice(cert))
+    wsr = certify_router(router, cal, {"kind": "absolute", "value": 0.99, "method": "wsr"})
+    assert wsr.fallback and "label more calibration traffic" in str(advice(wsr))
     decisions = router.route(list(test.prompts[:20]))
     assert {d.model for d in decisions} == {"big"}
     assert all(d.knob is None for d in decisions)

@@ -67,7 +67,7 @@ def load_traffic(path: str, progress: bool) -> tuple[RoutingDataset, TargetConfi
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.guarantee import check_router, recertify
+    from eval.guarantee import advice, check_router, recertify
     from router.core import Router
     from router.errors import DataError
 
@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
         }
         path = router.save(str(args.recertify), metrics=cert.metrics(), extra=extra_manifest)
         print("\n" + _wrap(f"Re-certified on this sample. {cert.explain()}"))
+        hint = advice(cert)
+        if hint:
+            print(_wrap(hint))
         print(f"artifact: {path}")
         out["recertified"] = {"artifact": path, "certificate": router.certificate_}
     if args.json is not None:

@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if result.certificate is not None:
         print(f"policy {r.config.policy.name}: certified for the config's target")
         print(textwrap.fill(result.certificate.explain(), width=100))
+        from eval.guarantee import advice
+
+        hint = advice(result.certificate)
+        if hint:
+            print(textwrap.fill(hint, width=100))
     else:
         print(
             f"policy {r.config.policy.name} knob={r.knob_:.4g} (cheapest calibration knob "
