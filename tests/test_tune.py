@@ -353,9 +353,14 @@ def test_multi_objective_returns_a_spread_of_the_pareto_front(tmp_path) -> None:
     assert all(len(t.values) == 2 and "operating_fraction" in t.params for t in done)
     report = s.report(tmp_path / "o", include_default=False)
     assert 1 <= len(report.chosen) <= 2
-    pts = np.array([t.values for t in done])
+    # the front of trials reaching their own operating point (cheap useless ones are left out)
+    feasible = [t for t in done if t.user_attrs["feasible"]]
+    assert feasible
+    pts = np.array([t.values for t in feasible])
     for c in report.chosen:
-        cost, quality = s.study.trials[c.trial_number].values
+        trial = s.study.trials[c.trial_number]
+        assert trial.user_attrs["feasible"]
+        cost, quality = trial.values
         dominated = (
             (pts[:, 0] <= cost)
             & (pts[:, 1] >= quality)
@@ -382,3 +387,30 @@ def test_tracking_server_down_does_not_stop_the_study(tmp_path, capsys) -> None:
     assert err.count("trials continue and stay in the study") == 1
     s = session(path)
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in s.study.get_trials()) == 4
+
+
+def test_slow_predictors_report_each_fold_and_refit_only_new_parameters(tmp_path) -> None:
+    space = """\
+  space:
+    calibration: [platt, none]
+    predictors:
+      knn: {k: [10, 20]}
+      logreg: {C: [0.1, 1.0]}
+    policies:
+      threshold: {mode: [gap]}
+"""
+    s = session(write_experiment(tmp_path, tune=space), n_trials=10)
+    s.run()
+    done = [t for t in s.study.get_trials() if t.state.name == "COMPLETE"]
+    slow = [t for t in done if t.params["predictor"] == "logreg"]
+    fast = [t for t in done if t.params["predictor"] == "knn"]
+    assert slow and fast
+    assert all(sorted(t.intermediate_values) == [0, 1, 2, 3, 4] for t in slow)  # one per fold
+    assert all(sorted(t.intermediate_values) == [4] for t in fast)
+    # a repeated predictor configuration reuses its out-of-fold predictions (same fit time)
+    fits: dict[float, set[float]] = {}
+    for t in slow:
+        fits.setdefault(t.params["logreg.C"], set()).add(
+            t.user_attrs["metrics"]["predictor_fit_seconds"]
+        )
+    assert all(len(v) == 1 for v in fits.values())

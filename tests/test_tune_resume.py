@@ -103,7 +103,7 @@ def test_two_workers_share_one_postgres_study(tmp_path) -> None:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {err}")
     name = f"tierwise-test-{uuid.uuid4().hex[:10]}"
     path = write_experiment(tmp_path)
-    n_trials = 40
+    n_trials = 24
     # One process creates the study (and Optuna's tables) first, as `tierwise tune` run once
     # before adding workers would; then two workers share it.
     assert main(_tune_cmd(path, "--storage", PG_URL, "--study", name, "--trials", "1")[3:]) == 0

@@ -1,9 +1,11 @@
 """Optuna studies over the router: predictor, policy, normalization, embedder and calibration.
 
 ``config`` holds the `tune:` section (imported by experiments.config, so this package imports
-nothing heavy); ``space`` resolves and suggests; ``workspace`` embeds once; ``objective``
-scores a configuration on the calibration split; ``study`` creates/resumes/runs; ``report``
-re-fits the chosen routers and scores them once on test; ``session`` ties them together.
+nothing heavy); ``space`` resolves and suggests; ``workspace`` embeds once; ``fastknn`` sorts
+neighbours once; ``objective`` scores a configuration out of sample (never on test);
+``storage`` opens journal files and databases; ``study`` creates/resumes/runs; ``hooks`` hands
+finished trials to MLflow tracking; ``report`` re-fits the chosen routers and scores them once
+on test; ``session`` ties them together.
 """
 
 from __future__ import annotations

@@ -113,11 +113,15 @@ class TrialEvaluator:
         for pruning); ``on_fold(f, brier so far)`` is called after each `cv` fold."""
         params = json.dumps(cfg.predictor.params, sort_keys=True, default=str)
         key = (id(space), cfg.predictor.name, params, cfg.seed, fraction)
+        ws = self.ws
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
+            if on_fold is not None and ws.cv:  # replay the running scores the fit reported
+                for f in range(int(ws.folds.max()) + 1):
+                    seen = ws.folds <= f
+                    on_fold(f, brier_score(hit.raw[seen], ws.Y_eval[seen]))
             return hit
-        ws = self.ws
         t0 = time.perf_counter()
         pred = self._make_predictor(cfg)
         p = pred.get_params(deep=False)

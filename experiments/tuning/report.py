@@ -59,11 +59,17 @@ def choose_trials(study: optuna.Study, mode: str, top: int) -> tuple[list[Frozen
             return [best], True
         closest = max(done, key=lambda t: (m(t)["max_quality"], -m(t)["cost_per_1k"], -t.number))
         return [closest], False
-    numbers = {t.number for t in done}
-    front = sorted(
-        (t for t in study.best_trials if t.number in numbers),
-        key=lambda t: (m(t)["cost_per_1k"], -m(t)["quality"]),
-    )
+    # Multi-objective: the front of trials that reach their own operating point (a trial that
+    # asked for 94% of the reference and got 60% is cheap, hence "Pareto", but useless).
+    pool = [t for t in done if t.user_attrs.get("feasible")] or done
+    cost = np.array([m(t)["cost_per_1k"] for t in pool])
+    qual = np.array([m(t)["quality"] for t in pool])
+    keep = [
+        t
+        for i, t in enumerate(pool)
+        if not ((cost <= cost[i]) & (qual >= qual[i]) & ((cost < cost[i]) | (qual > qual[i]))).any()
+    ]
+    front = sorted(keep, key=lambda t: (m(t)["cost_per_1k"], -m(t)["quality"], t.number))
     if len(front) <= top:
         return front, True
     picks = np.unique(np.round(np.linspace(0, len(front) - 1, top)).astype(int))
