@@ -141,6 +141,9 @@ def test_unreachable_target_falls_back_to_the_reference_tier(data, tmp_path):
     loaded = Router.load(router.save(str(tmp_path / "fb")))
     assert loaded.fallback_model_ == "big"
     assert {d.model for d in loaded.route(list(test.prompts[:20]))} == {"big"}
+    found = check_router(loaded, synthetic(1000, 30))
+    assert found.fallback and found.share == {"small": 0.0, "mid": 0.0, "big": 1.0}
+    assert found.result.verdict == "violated"  # even the big tier does not reach 0.99
     # An explicit knob still overrides the fallback (e.g. `tierwise route --knob`).
     cheap = loaded.route(list(test.prompts[:20]), knob=float(loaded.knob_grid_[0]))
     assert {d.model for d in cheap} != {"big"}
