@@ -4,6 +4,7 @@ study sync (idempotent, repairs half-written runs), chosen routers and `tierwise
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -152,6 +153,14 @@ def test_unreachable_tracking_uri_fails_fast_naming_uri_and_fix(capsys):
     assert uri in err and "unreachable" in err and "mlflow server" in err
     with pytest.raises(TrackingUnavailable, match="unreachable"):
         check_reachable("postgresql://u@127.0.0.1:1/db", timeout=1)
+    hung = socket.socket()  # accepts connections, never answers: a hung server
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(4)
+    t0 = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match="timed out"):
+        check_reachable(f"http://127.0.0.1:{hung.getsockname()[1]}", timeout=1.0)
+    assert time.monotonic() - t0 < 3
+    hung.close()
 
 
 def test_missing_sqlite_store_is_a_clear_error(tmp_path, capsys):
