@@ -414,3 +414,19 @@ def test_slow_predictors_report_each_fold_and_refit_only_new_parameters(tmp_path
             t.user_attrs["metrics"]["predictor_fit_seconds"]
         )
     assert all(len(v) == 1 for v in fits.values())
+
+
+def test_k_beyond_the_smallest_training_fold_falls_back_to_the_real_predictor(tmp_path) -> None:
+    """100 prompts → ~48 per training fold: a k of 200 must not crash the trial."""
+    space = """\
+  space:
+    calibration: [none]
+    predictors:
+      knn: {k: [200]}
+    policies:
+      utility: {}
+"""
+    s = session(write_experiment(tmp_path, n=100, tune=space), n_trials=2)
+    s.run()
+    states = [t.state.name for t in s.study.get_trials()]
+    assert states and all(st == "COMPLETE" for st in states), states

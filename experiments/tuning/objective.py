@@ -127,8 +127,14 @@ class TrialEvaluator:
         p = pred.get_params(deep=False)
         raw = np.empty_like(ws.Y_eval)
         last: QualityPredictor | None = None
-        if cfg.predictor.name == "knn" and fraction == 1.0 and int(p["k"]) <= ws.max_k:
-            table = ws.neighbours(space, str(p["store_dtype"]))
+        table = (
+            ws.neighbours(space, str(p["store_dtype"]))
+            if cfg.predictor.name == "knn" and fraction == 1.0 and int(p["k"]) <= ws.max_k
+            else None
+        )
+        # The table holds at most as many neighbours as the smallest fitting set; past that, the
+        # real predictor (which caps k at its own training size) answers.
+        if table is not None and (not table.cross or int(p["k"]) <= table.max_k):
             raw = table.predict(p["k"], p["weights"], p["temperature"], p["prior_weight"])
         elif not ws.cv:
             rows = self._subsample(np.arange(len(space.X_train)), fraction)
