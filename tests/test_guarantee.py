@@ -1,4 +1,4 @@
-"""eval.guarantee: certify a fitted Router's knob, fall back honestly, persist, stay valid."""
+"""eval.guarantee(_check): certify a fitted Router's knob, fall back honestly, persist, check."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ import pytest
 from guarantee_helpers import MODELS, success_prob, synthetic
 
 from eval.certify import TargetConfig, naive_knob
-from eval.guarantee import (
-    advice,
-    certify_router,
-    check_router,
-    split_for_certification,
-    sweep_realized,
-)
+from eval.guarantee import advice, certify_router, split_for_certification, sweep_realized
+from eval.guarantee_check import check_router
 from router.config import RouterConfig
 from router.core import Router
 from router.errors import ConfigError, DataError

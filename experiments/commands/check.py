@@ -67,7 +67,8 @@ def load_traffic(path: str, progress: bool) -> tuple[RoutingDataset, TargetConfi
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.guarantee import advice, check_router, recertify
+    from eval.guarantee import advice
+    from eval.guarantee_check import check_router, recertify
     from router.core import Router
     from router.errors import DataError
 
