@@ -41,8 +41,15 @@ class Interval:
         return {"low": self.low, "high": self.high, "level": self.level}
 
 
-def percentile_interval(values: npt.ArrayLike, level: float) -> Interval:
+def percentile_interval(
+    values: npt.ArrayLike, level: float, point: float | None = None
+) -> Interval:
     """Percentile interval of bootstrap replicates at confidence ``level``.
+
+    With ``point`` (the estimate on the full sample), the interval is widened to contain it:
+    hull metrics (AIQ, gap closed) are biased under resampling — a hull over resampled noisy
+    points sits above the sample's — so a plain percentile interval can exclude the estimate it
+    is reported beside. Widening only makes the interval more conservative.
 
     Replicates may be ``inf`` ("never", e.g. the cost to reach a target a resample never reaches)
     and then yield a ``None`` bound; NaN replicates (undefined metric) are dropped. Order
@@ -56,6 +63,9 @@ def percentile_interval(values: npt.ArrayLike, level: float) -> Interval:
         return Interval(None, None, level, 0)
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(v, [alpha, 1.0 - alpha], method="inverted_cdf")
+
+    if point is not None and np.isfinite(point):
+        lo, hi = min(lo, point), max(hi, point)
 
     def bound(x: float) -> float | None:
         return None if not np.isfinite(x) else float(x)

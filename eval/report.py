@@ -327,7 +327,14 @@ def _to_row(
         }
         for i, label in enumerate(labels):
             series[f"cost_at_{label}"] = [1000.0 * r[name].cost_at[i] for r in reps]
-        ci = {k: percentile_interval(v, cfg.ci_level) for k, v in series.items()}
+        est = {
+            "quality": s.quality,
+            "cost_per_1k": 1000.0 * s.cost,
+            "aiq": s.aiq,
+            "gap_closed": s.gap_closed,
+        }
+        est.update({f"cost_at_{lb}": 1000.0 * s.cost_at[i] for i, lb in enumerate(labels)})
+        ci = {k: percentile_interval(v, cfg.ci_level, est[k]) for k, v in series.items()}
 
     def per_1k(x: float) -> float | None:
         return None if not np.isfinite(x) else 1000.0 * x
