@@ -57,6 +57,21 @@ def load_average() -> str:
         return "n/a"
 
 
+def machine_gflops(seconds: float = 2.0) -> float:
+    """Single-thread float32 matmul speed now, at MiniLM's FFN shape: how much CPU we get.
+
+    On an idle modern core this is tens of GFLOP/s; on a shared box it shows the contention
+    every other number here suffers from. MiniLM needs ~21 MFLOP per token.
+    """
+    a = np.random.default_rng(0).random((320, 384), dtype=np.float32)
+    b = np.random.default_rng(1).random((384, 1536), dtype=np.float32)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return 2 * 320 * 384 * 1536 * n / (time.perf_counter() - t0) / 1e9
+
+
 def build(workdir: Path) -> dict[str, Path]:
     from router.export import export_artifact
 
@@ -190,6 +205,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="per latency / HTTP measurement")
     ap.add_argument("--batch", type=int, default=1024, help="prompts in the throughput batch")
     ap.add_argument("--clients", default="1,16,64", help="HTTP concurrency levels")
+    ap.add_argument("--http", default="onnx-fp32,onnx-int8", help="artifacts to serve")
     ap.add_argument("--install-size", action="store_true", help="also run runtime_size.sh")
     ap.add_argument(
         "--threads", type=int, default=1, help="model threads in-process, torch and ONNX alike"
@@ -203,6 +219,7 @@ def main() -> None:
     print(f"load average before: {load_average()} on {os.cpu_count()} CPUs; "
           f"{args.threads} model thread(s) in-process, one BLAS thread")  # fmt: skip
     limit_blas_threads(1)
+    print(f"single-thread float32 matmul now: {machine_gflops():.1f} GFLOP/s")
     # Train and export in a child process: after torch.onnx.export the parent's torch was ~50x
     # slower per call (measured), which would be a benchmark artefact, not the torch runtime.
     subprocess.run(
@@ -234,15 +251,17 @@ def main() -> None:
     for name in ("onnx-fp32", "onnx-int8"):
         print(f"  {name}: {agreement(routers['torch'], routers[name], probe):.2%}")
 
-    print(f"\nHTTP service: tierwise serve {paths['onnx-fp32'].name}, POST /route one short prompt")
-    print(f"{'clients':>7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
-          "  load average")  # fmt: skip
-    del routers  # free the models before the server takes the cores
-    with Served(paths["onnx-fp32"], log=args.workdir / "serve.log") as srv:
-        for c in (int(x) for x in args.clients.split(",")):
-            r = http_load(srv.url, c, args.seconds, max_requests=50_000)
-            print(f"{c:>7} {r['requests']:>9} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                  f"{r['errors']:>7}  {load_average()}", flush=True)  # fmt: skip
+    del routers  # free the models before the servers take the cores
+    for name in args.http.split(","):
+        print(f"\nHTTP service: tierwise serve {paths[name].name}, POST /route one short prompt")
+        print(f"{'clients':>7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'errors':>7}  load average")  # fmt: skip
+        with Served(paths[name], log=args.workdir / f"serve-{name}.log") as srv:
+            for c in (int(x) for x in args.clients.split(",")):
+                r = http_load(srv.url, c, args.seconds, max_requests=50_000)
+                line = (f"{c:>7} {r['requests']:>9} {r['rps']:>8.0f} {r['p50']:>8.2f} "
+                        f"{r['p99']:>8.2f} {r['errors']:>7}  {load_average()}")  # fmt: skip
+                print(line, flush=True)
     if args.install_size:
         print(f"\nruntime-only install (pip install tierwise, no extras): {install_size()}")
     print(f"\ntargets: {TARGETS}")
