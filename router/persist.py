@@ -53,7 +53,8 @@ def router_payload(router: Router) -> tuple[dict[str, Any], dict[str, np.ndarray
     payload: dict[str, Any] = {
         "kind": "tierwise.router",
         "tierwise_version": __version__,
-        "config": router.config.model_dump(mode="json"),
+        # The cache location belongs to the training machine, not to the artifact.
+        "config": router.config.model_dump(mode="json") | {"cache_dir": None},
         "models": list(router.models_),
         "embedder": {
             "spec": router.config.embedder.name,
@@ -92,9 +93,7 @@ def save_router(
     return save_artifact(path, payload, arrays)
 
 
-def load_router(
-    path: str | Path | LoadedArtifact, *, embedder: Embedder | None = None
-) -> Router:
+def load_router(path: str | Path | LoadedArtifact, *, embedder: Embedder | None = None) -> Router:
     """Load a router artifact; the embedder is built lazily (or passed, e.g. an ONNX one).
 
     An artifact from `tierwise export` carries its own ONNX embedder: it is used unless

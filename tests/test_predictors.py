@@ -219,3 +219,19 @@ def test_load_rejects_inconsistent_states(trained) -> None:
         load_predictor(name, params, missing)
     with pytest.raises(ArtifactError, match=r"format must be 1"):
         load_predictor(name, {**params, "format": 99}, arrays)
+
+
+def test_prediction_does_not_depend_on_the_batch(trained) -> None:
+    """A served prompt must get the same probabilities alone or batched with others — even
+    for embeddings with exact ties (the hashing embedder makes many)."""
+    from router.embed import get_embedder
+
+    name, _ = trained
+    rng = np.random.default_rng(3)
+    words = ["math", "code", "poem", "story", "sql", "love", "war", "x", "y", "z"]
+    X = get_embedder("hashing:64").embed([" ".join(rng.choice(words, 4)) for _ in range(300)])
+    Y = (rng.random((300, 3)) > 0.5).astype(float)
+    pred = fitted(name, X[:200], Y[:200])
+    together = pred.predict_proba(X[200:])
+    alone = np.vstack([pred.predict_proba(X[i : i + 1]) for i in range(200, 300)])
+    np.testing.assert_allclose(alone, together, rtol=0, atol=1e-9)

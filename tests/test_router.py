@@ -109,3 +109,10 @@ def test_loading_with_an_embedder_of_the_wrong_dimension_is_refused(data, tmp_pa
     Router(config()).fit(train, cal).save(str(tmp_path / "a"))
     with pytest.raises(ArtifactError, match="embedder dimension must be 64"):
         Router.load(str(tmp_path / "a"), embedder=get_embedder("hashing:32"))
+
+
+def test_artifact_does_not_carry_the_training_machines_cache_path(data, tmp_path):
+    train, cal, _ = data
+    cfg = config().model_copy(update={"cache_dir": str(tmp_path / "cache")})
+    Router(cfg).fit(train, cal).save(str(tmp_path / "r.tierwise"))
+    assert Router.load(str(tmp_path / "r.tierwise")).config.cache_dir is None

@@ -89,14 +89,17 @@ class KNNPredictor(QualityPredictor):
         return np.exp(z - z.max(axis=1, keepdims=True))
 
     def _predict(self, X: FloatArray) -> FloatArray:
-        train = self.embeddings_.astype(np.float32)
+        train = self.embeddings_.astype(np.float64)
         labels = np.nan_to_num(self.labels_, nan=0.0).astype(np.float64)
         known = (~np.isnan(self.labels_)).astype(np.float64)
         k = min(int(self.k), train.shape[0])
         out = np.empty((X.shape[0], self.n_models_))
-        Q = _normalize(X).astype(np.float32)
+        Q = _normalize(X).astype(np.float64)
         for start in range(0, Q.shape[0], _CHUNK):
-            sims = Q[start : start + _CHUNK] @ train.T
+            # float64 and rounding: BLAS kernels differ with the batch size, and a last-bit
+            # difference must not flip near-tied neighbours, so a prompt's prediction does not
+            # depend on which other prompts share its batch.
+            sims = np.round(Q[start : start + _CHUNK] @ train.T, 9)
             # Stable top-k: sort by (-similarity, index) so ties resolve identically everywhere.
             idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
             top = np.take_along_axis(sims, idx, axis=1).astype(np.float64)
