@@ -4,7 +4,7 @@ Every implementation trains with numpy (scikit-learn imported lazily inside ``fi
 used) and predicts in pure numpy from an exported ``(params, arrays)`` state.
 """
 
-from router.predictors import knn, logreg, mf, mlp  # noqa: F401 - registers the predictors
+from router.predictors import knn, logreg, mf, mlp, stack  # noqa: F401 - registers the predictors
 from router.predictors.base import NotFittedError, QualityPredictor, State
 from router.predictors.registry import (
     available_predictors,
