@@ -56,6 +56,7 @@ def _member_specs(members: Any) -> list[tuple[str, dict[str, Any]]]:
         )
     specs: list[tuple[str, dict[str, Any]]] = []
     for i, item in enumerate(members):
+        params: Any
         if isinstance(item, str):
             name, params = item, {}
         elif isinstance(item, Mapping) and set(item) <= {"name", "params"} and "name" in item:
