@@ -9,6 +9,7 @@ from guarantee_helpers import synthetic, write_log
 from experiments.config import load_experiment
 from experiments.training import Prepared, prepare, train
 from router.errors import ConfigError
+from router.predictors import available_predictors
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def _deployed_quality(result, prep: Prepared) -> float:
 
 
 @pytest.mark.parametrize("policy", ["utility", "threshold"])
-@pytest.mark.parametrize("predictor", ["knn", "logreg", "mlp", "mf"])
+@pytest.mark.parametrize("predictor", available_predictors())
 def test_every_predictor_and_policy_is_certified(prep, predictor, policy):
     router_cfg = prep.config.router.model_copy(
         update={
