@@ -123,12 +123,13 @@ def test_certificate_survives_save_and_load(fitted, data, tmp_path):
 def test_unreachable_target_falls_back_to_the_reference_tier(data, tmp_path):
     train, cal, test = data
     router = Router(config(policy="threshold")).fit(train, cal)
-    cert = certify_router(router, cal, {"kind": "absolute", "value": 0.99})
+    hb = {"kind": "absolute", "value": 0.99, "method": "hoeffding_bentkus"}
+    cert = certify_router(router, cal, hb)
     assert cert.fallback and not cert.passed and cert.knob is None
     assert router.fallback_model_ == "big"
     assert "No knob value could be certified" in cert.explain()
     assert "`method: wsr`" in str(advice(cert))
-    wsr = certify_router(router, cal, {"kind": "absolute", "value": 0.99, "method": "wsr"})
+    wsr = certify_router(router, cal, {"kind": "absolute", "value": 0.99})  # wsr: the default
     assert wsr.fallback and "label more calibration traffic" in str(advice(wsr))
     decisions = router.route(list(test.prompts[:20]))
     assert {d.model for d in decisions} == {"big"}
