@@ -54,7 +54,7 @@ class TargetConfig(StrictModel):
     value: float
     reference: str = Field("best", min_length=1)
     confidence: float = Field(0.9, gt=0, lt=1)
-    method: Method = "wsr"  # variance-adaptive: measured to certify relative targets where HB cannot
+    method: Method = "wsr"  # variance-adaptive: certifies relative targets where HB cannot
 
     @field_validator("value")
     @classmethod
