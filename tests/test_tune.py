@@ -430,3 +430,20 @@ def test_k_beyond_the_smallest_training_fold_falls_back_to_the_real_predictor(tm
     s.run()
     states = [t.state.name for t in s.study.get_trials()]
     assert states and all(st == "COMPLETE" for st in states), states
+
+
+def test_with_a_target_tuning_never_sees_the_certification_prompts(tmp_path) -> None:
+    """Certification tests knobs on half of the calibration split: trials must not score on it."""
+    from eval.guarantee import split_for_certification
+    from experiments.tuning.session import tuning_view
+
+    path = write_experiment(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "target: {kind: absolute, value: 0.5}\n", encoding="utf-8")
+    s = session(path, n_trials=2)
+    cal = s.prep.calibration
+    held = set(split_for_certification(cal.prompts, seed=0).certification.tolist())
+    seen = set(tuning_view(s.prep).calibration.prompts)
+    assert held and not seen & {cal.prompts[i] for i in held}
+    s.run()
+    assert s.ws.prep.calibration.n_prompts == cal.n_prompts - len(held)

@@ -34,7 +34,7 @@ from router.schema import parse_model
 
 if TYPE_CHECKING:
     from experiments.config import ExperimentConfig
-    from experiments.training import TrainResult
+    from experiments.training import Prepared, TrainResult
 
 
 def tune_config(cfg: ExperimentConfig, overrides: dict[str, Any] | None = None) -> TuneConfig:
@@ -83,7 +83,8 @@ class TuneSession:
             self.fingerprint,
             self.description,
         )
-        self.ws = Workspace(self.prep, self.tune, self.space, cfg.router, progress=progress)
+        view = tuning_view(self.prep)
+        self.ws = Workspace(view, self.tune, self.space, cfg.router, progress=progress)
         self.setup_seconds = time.perf_counter() - t0
         self.quality_fraction = self.ws.quality_fraction()
         self.evaluator = TrialEvaluator(self.ws)
@@ -220,3 +221,17 @@ class TuneSession:
         if ok:
             return min(ok, key=lambda c: c.calibration["cost_per_1k"])
         return max(chosen, key=lambda c: c.calibration.get("quality", 0.0))
+
+
+def tuning_view(prep: Prepared) -> Prepared:
+    """The data trials may see. With a `target`, the calibration prompts that certification will
+    test knobs on (eval.guarantee.split_for_certification, same seed) are held out of tuning too:
+    choosing hyperparameters on them would void the guarantee."""
+    if prep.config.target is None:
+        return prep
+    from dataclasses import replace
+
+    from eval.guarantee import split_for_certification
+
+    part = split_for_certification(prep.calibration.prompts, seed=prep.config.split.seed)
+    return replace(prep, calibration=prep.calibration.subset(part.calibrator))
