@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,9 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "experiments.commands.train",
     "experiments.commands.tune",
     "experiments.commands.route",
-    "experiments.commands.check",
     "experiments.commands.compare",
     "experiments.commands.track",
+    "experiments.commands.check",
     "experiments.commands.export",
     "experiments.commands.serve",
     "experiments.commands.batch",
@@ -62,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tierwise: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error of ours; silence the flush too.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
 
 
 if __name__ == "__main__":
