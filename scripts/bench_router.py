@@ -68,7 +68,8 @@ DATASETS: dict[str, tuple[str, int | None]] = {
     "mmlu": ("configs/routellm_mmlu.yaml", 5000),
     "gsm8k": ("configs/zeroeval_gsm8k.yaml", None),
 }
-# Named predictor configurations; anything else is parsed as "name:key=value,key=value".
+# Named predictor configurations; anything else is parsed as "name:key=value;key=value" (YAML
+# values, e.g. 'stack:members=[{name: knn}, {name: mf}];C=0.1').
 PREDICTORS: dict[str, tuple[str, dict[str, Any]]] = {
     "knn": ("knn", {}),
     "logreg": ("logreg", {}),
@@ -92,7 +93,7 @@ def predictor_spec(label: str) -> tuple[str, dict[str, Any]] | None:
         return PREDICTORS[label]
     name, _, rest = label.partition(":")
     params: dict[str, Any] = {}
-    for item in filter(None, rest.split(";") if ";" in rest else rest.split(",")):
+    for item in filter(None, rest.split(";")):
         key, _, value = item.partition("=")
         params[key.strip()] = yaml.safe_load(value)
     return name, params
@@ -262,6 +263,7 @@ def run_dataset(
     ds, cfg = data.dataset, data.config
     base = cfg.router
     prices = price_table(cfg)
+    norms = list(dict.fromkeys(base.normalization.mode if n == "default" else n for n in norms))
     mats = {n: embeddings.matrix(ds.prompts, n) for n in norms}
     out: list[Result] = []
     for seed in seeds:
@@ -414,7 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["routerbench"], choices=list(DATASETS))
     ap.add_argument("--predictors", nargs="+", default=["default", *PREDICTORS])
     ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=[*POLICIES, "default"])
-    ap.add_argument("--normalizations", nargs="+", default=list(NORMALIZATIONS))
+    ap.add_argument(
+        "--normalizations",
+        nargs="+",
+        default=list(NORMALIZATIONS),
+        choices=[*NORMALIZATIONS, "default"],
+    )
     ap.add_argument(
         "--calibrations",
         nargs="+",
