@@ -321,9 +321,85 @@ def run_dataset(
     return out
 
 
+# ---- diagnostics: how much routing the task label alone explains -----------------------------
+def _sweep_gap(router: Router, P: np.ndarray, X: np.ndarray, ds: RoutingDataset) -> Any:
+    C = router.cost_model_.predict(X, prompt_chars(ds.prompts))
+    grid = router.policy_.knob_grid(P, C, n=router.config.policy.grid_size)
+    choices = np.stack([router.policy_.choose(P, C, k) for k in grid])
+    report = compare_dataset(ds, {"diag": choices}, EvaluationConfig(bootstrap_samples=0))
+    return report, report.row("diag")
+
+
+def _group_means(Y: np.ndarray, groups: np.ndarray, target: np.ndarray) -> np.ndarray:
+    out = np.broadcast_to(np.nanmean(Y, axis=0), (len(target), Y.shape[1])).copy()
+    for g in np.unique(target):
+        sel = groups == g
+        if sel.any():
+            out[target == g] = np.nanmean(Y[sel], axis=0)
+    return out
+
+
+def diagnostics(
+    data: Loaded, embeddings: Embeddings, seeds: Iterable[int], log: Any
+) -> list[Result]:
+    """Reference rows that are not routers: constant per-tier P (the train means: routing by
+    expected cost alone), per-task train means (the task label is not available when routing;
+    this is what a router that recognises the task and nothing else can do) and per-task *test*
+    means (uses test labels: the ceiling of task-level routing). Utility policy, same cost model.
+    """
+    ds, cfg = data.dataset, data.config
+    norm = cfg.router.normalization.mode
+    X = embeddings.matrix(ds.prompts, norm)
+    tasks = np.asarray(ds.tasks) if ds.tasks is not None else None
+    out: list[Result] = []
+    for seed in seeds:
+        splits = make_splits(ds, cfg.split.model_copy(update={"seed": seed}))
+        tr, ca, te = splits.apply(ds)
+        rcfg = router_config("knn", "utility", norm, seed, cfg.router, "none")
+        router = Router(rcfg, embedder=embeddings.embedder)
+        router.fit(
+            tr, ca, prices=price_table(cfg), embeddings=(X[splits.train], X[splits.calibration])
+        )
+        variants = {
+            "diag: tier means": np.broadcast_to(np.nanmean(tr.quality, axis=0), te.quality.shape)
+        }
+        if tasks is not None and len(set(ds.tasks or ())) > 1:
+            t_tr, t_te = tasks[splits.train], tasks[splits.test]
+            variants["diag: task means (train)"] = _group_means(tr.quality, t_tr, t_te)
+            variants["diag: task means (TEST labels)"] = _group_means(te.quality, t_te, t_te)
+        for label, P in variants.items():
+            rep, row = _sweep_gap(router, np.asarray(P, dtype=np.float64), X[splits.test], te)
+            nan = float("nan")
+            out.append(
+                Result(
+                    dataset=data.key,
+                    norm=norm,
+                    predictor=label,
+                    policy="utility",
+                    seed=seed,
+                    calibration="-",
+                    aiq=row.aiq,
+                    gap=row.gap_closed,
+                    cost95=_pct_cost(rep, row, "95%"),
+                    cost100=_pct_cost(rep, row, "100%"),
+                    op_quality=nan,
+                    op_cost=nan,
+                    cal_gap=nan,
+                    zero_aiq=rep.row("zero router").aiq,
+                    oracle_aiq=rep.row("oracle").aiq,
+                    fit_seconds=0.0,
+                    n_train=tr.n_prompts,
+                    n_test=te.n_prompts,
+                    reference=rep.reference,
+                )
+            )
+            print(f"{data.key} seed={seed} {label:40s} gap {100 * row.gap_closed:5.1f}%", file=log)
+    return out
+
+
 # ---- aggregation and tables ------------------------------------------------------------------
-def _fmt(v: float | None, digits: int = 1) -> str:
-    return "never" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+def _fmt(v: float | None, digits: int = 1, na: str = "never") -> str:
+    return na if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
@@ -368,8 +444,8 @@ def aggregate(results: Sequence[Result]) -> list[dict[str, Any]]:
                 "cost95": _cost_cell([r.cost95 for r in rs]),
                 "cost100": _cost_cell([r.cost100 for r in rs]),
                 "cost95_mean": _mean_or_none([r.cost95 for r in rs]),
-                "op": f"{np.mean([r.op_quality for r in rs]):.1f} / "
-                f"{np.mean([r.op_cost for r in rs]):.1f}",
+                "op": f"{_fmt(float(np.mean([r.op_quality for r in rs])), na='n/a')} / "
+                f"{_fmt(float(np.mean([r.op_cost for r in rs])), na='n/a')}",
                 "fit_s": float(np.mean([r.fit_seconds for r in rs])),
                 "zero": float(np.mean([r.zero_aiq for r in rs])),
                 "oracle": float(np.mean([r.oracle_aiq for r in rs])),
@@ -402,7 +478,7 @@ def table(rows: Sequence[dict[str, Any]], dataset: str) -> str:
             f"| {r['norm']} | {r['predictor']} | {r['policy']} | {r['calibration']} "
             f"| {r['aiq']:.4f} ± {r['aiq_ci']:.4f} "
             f"| {r['gap']:.1f} ± {r['gap_ci']:.1f} | {r['cost95']} | {r['cost100']} | {r['op']} "
-            f"| {r['cal_gap']:.1f} | {r['fit_s']:.1f} |"
+            f"| {_fmt(r['cal_gap'], na='n/a')} | {r['fit_s']:.1f} |"
         )
     z = np.mean([r["zero"] for r in sel])
     o = np.mean([r["oracle"] for r in sel])
@@ -414,7 +490,7 @@ def table(rows: Sequence[dict[str, Any]], dataset: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["routerbench"], choices=list(DATASETS))
-    ap.add_argument("--predictors", nargs="+", default=["default", *PREDICTORS])
+    ap.add_argument("--predictors", nargs="*", default=["default", *PREDICTORS])
     ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=[*POLICIES, "default"])
     ap.add_argument(
         "--normalizations",
@@ -431,6 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--max-prompts", type=int, default=None, help="subsample (0 = all)")
     ap.add_argument("--embedder", default="minilm")
+    ap.add_argument(
+        "--diagnostics", action="store_true", help="add tier-mean and task-mean reference rows"
+    )
     ap.add_argument("--json", type=Path, help="write this run's per-seed results here")
     ap.add_argument("--merge", nargs="*", type=Path, default=[], help="earlier --json files")
     ap.add_argument("--markdown", type=Path, help="write the tables here (with --merge'd runs)")
@@ -456,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.calibrations,
             sys.stdout,
         )
+        if args.diagnostics:
+            results += diagnostics(data, embeddings, args.seeds, sys.stdout)
     wall = time.perf_counter() - t_start
     if args.json:
         args.json.write_text(
@@ -467,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     merged = list(results)
     for path in args.merge:
         blob = json.loads(path.read_text())
+        wall += float(blob.get("wall_seconds", 0.0))
         merged += [Result(**r) for r in blob["results"]]
         for k, v in blob.get("notes", {}).items():
             notes.setdefault(k, v)
@@ -474,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in dict.fromkeys(r["dataset"] for r in rows):
         print(f"\n== {key} ({notes.get(key, '')}); mean ± 95% CI over seeds ==")
         print(table(rows, key))
-    print(f"\nwall time {wall:.0f} s (embedding {embeddings.seconds:.0f} s)")
+    print(f"\nwall time {wall:.0f} s incl. merged runs (embedding {embeddings.seconds:.0f} s)")
     if args.markdown:
         write_markdown(args.markdown, rows, notes, wall, argv)
     return 0
@@ -496,7 +578,7 @@ def write_markdown(
     parts = [
         BEGIN,
         f"Generated by `{cmd}` ({time.strftime('%Y-%m-%d')}; {os.cpu_count()} CPUs, "
-        f"load average {load:.1f} at the end; this run's wall time {wall:.0f} s). "
+        f"load average {load:.1f} at the end; wall time of the runs shown {wall:.0f} s). "
         "Mean ± 95% t-interval over the split seeds; cost columns are % of the reference "
         "(best single) model's cost on the test split; `op` is the calibration-chosen knob "
         "scored on test (% of the reference's quality / cost); `cal gap` scores the sweep on "

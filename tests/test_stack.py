@@ -67,6 +67,14 @@ def test_members_are_configurable_and_exported() -> None:
     np.testing.assert_array_equal(twin.predict_proba(X[300:]), est.predict_proba(X[300:]))
 
 
+def test_a_mass_of_identical_embeddings_is_spread_over_the_folds() -> None:
+    X, _ = _data(100)
+    X[:60] = X[0]  # 60 prompts the embedder cannot tell apart (a shared template)
+    folds = get_predictor("stack", folds=5)._fold_ids(X)
+    assert len(np.unique(folds[:60])) == 5
+    assert np.bincount(folds).min() >= 15
+
+
 def test_duplicated_prompts_stay_in_one_fold() -> None:
     X, _ = _data(50)
     X = np.vstack([X, X])  # every prompt twice

@@ -159,10 +159,20 @@ class StackPredictor(QualityPredictor):
         return est
 
     def _fold_ids(self, X: FloatArray) -> npt.NDArray[np.int64]:
+        """Fold per row: identical embeddings share a fold, unless there are very many of them.
+
+        A few copies of one prompt must not predict each other. But when the embedder sees only
+        a shared template (e.g. the same few-shot prefix), hundreds of distinct prompts get one
+        vector; keeping them in one fold would hold a whole task out of every training part.
+        Groups larger than half a fold are therefore spread over the folds row by row.
+        """
+        n = X.shape[0]
         _, group = np.unique(X, axis=0, return_inverse=True)
-        group = np.asarray(group).ravel()
+        group = np.asarray(group).ravel().astype(np.int64)
+        big = np.bincount(group)[group] > max(1.0, n / (2.0 * int(self.folds)))
+        group[big] = group.max() + 1 + np.arange(int(big.sum()))  # each row its own group
         n_groups = int(group.max()) + 1
-        k = min(int(self.folds), n_groups)
+        k = min(int(self.folds), len(np.unique(group)))
         order = np.random.default_rng(self.random_state).permutation(n_groups)
         return np.asarray(order[group] % k, dtype=np.int64)
 
