@@ -1,12 +1,21 @@
-"""Router quality benchmark: predictor × policy × normalization over seeded splits.
+"""Router quality benchmark: predictor × policy × normalization × calibration over seeded splits.
 
 Usage::
 
-    .venv/bin/python scripts/bench_router.py                       # RouterBench, full grid
+    .venv/bin/python scripts/bench_router.py                       # RouterBench grid
     .venv/bin/python scripts/bench_router.py --datasets routerbench mmlu gsm8k \\
-        --predictors default knn logreg --policies utility --normalizations head_tail
-    .venv/bin/python scripts/bench_router.py --markdown docs/benchmarks/router.md \\
-        --json /tmp/run.json --merge /tmp/earlier.json
+        --predictors default --policies default --calibrations default --normalizations default
+    .venv/bin/python scripts/bench_router.py --predictors knn "logreg:C=0.1" \\
+        --calibrations platt none --diagnostics --json /tmp/run.json
+    .venv/bin/python scripts/bench_router.py --predictors --merge /tmp/run.json \\
+        --markdown docs/benchmarks/router.md          # tables only, from earlier runs
+
+``default`` stands for the value in the dataset config's router section (the RouterConfig
+defaults). Predictors are registry names or ``name:key=value;key=value`` with YAML values.
+``--diagnostics`` adds reference rows that are not routers (per-tier and per-task mean success
+rates; see :func:`diagnostics`). Results print as Markdown tables (mean ± 95% t-interval over
+seeds); ``--json`` keeps the per-seed numbers, ``--markdown`` rewrites the generated block of
+the file and keeps the text around it.
 
 For each dataset and split seed (train / calibration / test fractions from the dataset's
 config, only the seed changes), every configuration is fitted on train, calibrated and its knob
@@ -22,10 +31,11 @@ the fitted router's sweep scored on the split its calibrator and knob were fitte
 the best configuration by that column uses no test data; the test columns are the report.
 
 Embeddings come from the project's cache (``.tierwise-cache/embeddings`` or
-``$TIERWISE_CACHE_DIR``); misses are embedded with MiniLM and stored. A prompt that every
-normalization leaves unchanged (shorter than the embedder's budget) reuses the vector cached
-under another normalization: the embedder sees the same text. Datasets larger than
-``--max-prompts`` are subsampled with a fixed seed before splitting, and the table says so.
+``$TIERWISE_CACHE_DIR``); misses are embedded with MiniLM and stored. A prompt that a
+normalization leaves unchanged (shorter than the embedder's budget) reuses a vector cached
+under another normalization that leaves it unchanged too: the embedder saw the same text.
+Datasets larger than ``--max-prompts`` (default: MMLU 5,000 of 14,042) are subsampled with a
+fixed seed before splitting, and the table says so.
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ PREDICTORS: dict[str, tuple[str, dict[str, Any]]] = {
     "logreg": ("logreg", {}),
     "mlp": ("mlp", {}),
     "mf": ("mf", {}),
+    "stack": ("stack", {}),
 }
 POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
     "utility": ("utility", {}),
@@ -113,7 +124,7 @@ def router_config(
         pname, pparams = POLICIES[policy]
         update["policy"] = base.policy.model_copy(update={"name": pname, "params": dict(pparams)})
     if norm is not None:
-        update["normalization"] = NormalizationConfig(mode=norm)  # type: ignore[arg-type]
+        update["normalization"] = NormalizationConfig(mode=norm)
     return base.model_copy(update=update)
 
 
@@ -153,7 +164,7 @@ class Embeddings:
     def normalizer(self, mode: str) -> Any:
         from router.normalize import Normalizer
 
-        return Normalizer.for_embedder(NormalizationConfig(mode=mode), self.embedder)  # type: ignore[arg-type]
+        return Normalizer.for_embedder(NormalizationConfig(mode=mode), self.embedder)
 
     def matrix(self, prompts: Sequence[str], mode: str) -> np.ndarray:
         from router.cache import embed_with_cache, text_digest
@@ -490,7 +501,7 @@ def table(rows: Sequence[dict[str, Any]], dataset: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["routerbench"], choices=list(DATASETS))
-    ap.add_argument("--predictors", nargs="*", default=["default", *PREDICTORS])
+    ap.add_argument("--predictors", nargs="*", default=[*PREDICTORS, "logreg:C=0.1"])
     ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=[*POLICIES, "default"])
     ap.add_argument(
         "--normalizations",
