@@ -21,7 +21,7 @@ from router.predictors.base import (
     check_labels,
     check_X,
 )
-from router.predictors.knn import KNNPredictor
+from router.predictors.knn import KNNPredictor, similarities
 
 _CHUNK = 1024  # as in router/predictors/knn.py, so each similarity block is computed alike
 
@@ -55,7 +55,7 @@ class NeighbourTable:
         self.store_dtype = store_dtype
         self.embeddings = _normalize(Xt).astype(store_dtype)
         self.labels = Y.astype(np.float32)
-        Q = _normalize(check_X(X_query, "X_query")).astype(np.float32)
+        Q = _normalize(check_X(X_query, "X_query")).astype(np.float64)
         n = Q.shape[0]
         self.cross = query_folds is not None and train_folds is not None
         if query_folds is None or train_folds is None:
@@ -68,11 +68,11 @@ class NeighbourTable:
                 self.prior[query_folds == f] = np.nanmean(Y[train_folds != f], axis=0)
             n_fit = int(min((train_folds != f).sum() for f in np.unique(query_folds)))
         self.max_k = min(int(max_k), n_fit)
-        train = self.embeddings.astype(np.float32)
+        train = self.embeddings.astype(np.float64)
         self.idx = np.empty((n, self.max_k), dtype=np.int64)
         self.sims = np.empty((n, self.max_k), dtype=np.float64)
         for start in range(0, n, _CHUNK):
-            sims = Q[start : start + _CHUNK] @ train.T
+            sims = similarities(Q[start : start + _CHUNK], train)  # exactly as KNNPredictor
             if self.cross:
                 assert query_folds is not None and train_folds is not None
                 same = query_folds[start : start + _CHUNK, None] == train_folds[None, :]

@@ -33,6 +33,16 @@ def _normalize(X: FloatArray) -> FloatArray:
     return X / np.where(norms > 0, norms, 1.0)
 
 
+
+def similarities(queries: FloatArray, train: FloatArray) -> FloatArray:
+    """Cosine similarities of unit rows, in float64 and rounded to 1e-9.
+
+    Why: BLAS kernels differ with the batch size, and a last-bit difference must not flip
+    near-tied neighbours — a prompt's prediction must not depend on which other prompts share
+    its batch. The tuner's neighbour table uses this same function, so both rank alike.
+    """
+    return np.round(np.asarray(queries, np.float64) @ np.asarray(train, np.float64).T, 9)
+
 @register_predictor("knn")
 class KNNPredictor(QualityPredictor):
     """Cosine kNN.
@@ -96,10 +106,7 @@ class KNNPredictor(QualityPredictor):
         out = np.empty((X.shape[0], self.n_models_))
         Q = _normalize(X).astype(np.float64)
         for start in range(0, Q.shape[0], _CHUNK):
-            # float64 and rounding: BLAS kernels differ with the batch size, and a last-bit
-            # difference must not flip near-tied neighbours, so a prompt's prediction does not
-            # depend on which other prompts share its batch.
-            sims = np.round(Q[start : start + _CHUNK] @ train.T, 9)
+            sims = similarities(Q[start : start + _CHUNK], train)
             # Stable top-k: sort by (-similarity, index) so ties resolve identically everywhere.
             idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
             top = np.take_along_axis(sims, idx, axis=1).astype(np.float64)
