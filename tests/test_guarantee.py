@@ -231,7 +231,8 @@ def test_check_router_flags_shifted_traffic(fitted, data):
     # The certified knob sits just above the bar, so 1,500 prompts cannot always confirm it;
     # what must not happen on unshifted traffic is a false alarm.
     assert same.result.verdict != "violated", same.result.explain()
-    assert same.result.estimate > 0.75
+    # ...and its realized quality sits within sampling noise of the bar (3 binomial SEs).
+    assert same.result.estimate > 0.75 - 3 * np.sqrt(0.75 * 0.25 / 1500)
     shifted = check_router(fitted, synthetic(1500, 21, shift=0.6))
     assert shifted.result.verdict == "violated", shifted.result.explain()
     assert shifted.result.estimate < 0.7
