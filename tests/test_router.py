@@ -6,34 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from runtime_helpers import traffic
 
 from router.config import RouterConfig
 from router.core import Router
 from router.errors import ArtifactError, ConfigError
 from router.schema import parse_model
-
-WORDS = ["math", "code", "poem", "story", "physics", "history", "sql", "python", "love", "war"]
-HARD = {"math", "code", "sql", "python", "physics"}
-
-
-def traffic(n: int, seed: int) -> SimpleNamespace:
-    """Three tiers: the small one fails on prompts full of 'hard' words; the big one rarely."""
-    rng = np.random.default_rng(seed)
-    prompts, quality = [], []
-    for i in range(n):
-        w = list(rng.choice(WORDS, size=5))
-        prompts.append(" ".join(w) + f" item{i}")
-        hard = sum(x in HARD for x in w) / 5
-        quality.append([rng.random() > hard + 0.1, rng.random() > hard * 0.5, rng.random() > 0.05])
-    cost = np.tile([0.001, 0.01, 0.05], (n, 1)) * (1 + rng.random((n, 1)))
-    return SimpleNamespace(
-        prompts=tuple(prompts),
-        models=("small", "mid", "big"),
-        quality=np.asarray(quality, dtype=float),
-        cost=cost,
-        input_tokens=None,
-        output_tokens=None,
-    )
 
 
 def config(predictor: str = "knn", policy: str = "utility") -> RouterConfig:
