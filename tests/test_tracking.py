@@ -317,3 +317,21 @@ def test_track_check_reports_the_store(trained, capsys):
     out = capsys.readouterr().out
     assert f"{uri} (reachable)" in out and "tierwise-tinytrack" in out
     assert "experiment:       tinytrack (" in out
+
+
+def test_a_certified_training_run_carries_its_guarantee(tmp_path):
+    """With a `target`, the certificate's numbers are run metrics and its words a run tag."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = write_experiment(tmp_path, name="certtrack", uri=uri)
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8") + "target: {kind: absolute, value: 0.6}\n",
+        encoding="utf-8",
+    )
+    assert main(["train", str(cfg), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    (run,) = runs_by_kind(client, "certtrack", "train")
+    cert = {k: v for k, v in run.data.metrics.items() if k.startswith("certificate.")}
+    assert cert, sorted(run.data.metrics)
+    assert "with 90% confidence" in run.data.tags["tierwise.guarantee"] or (
+        "No knob value could be certified" in run.data.tags["tierwise.guarantee"]
+    )

@@ -227,6 +227,12 @@ def log_router_run(
                     for k, v in finite_metrics(result.report.flat_metrics()).items()
                 },
             }
+            cert = getattr(result, "certificate", None)
+            if cert is not None:  # the quality guarantee, beside the metrics it promises
+                metrics.update(
+                    {f"certificate.{k}": v for k, v in finite_metrics(cert.metrics()).items()}
+                )
+                client.set_tag(run_id, "tierwise.guarantee", cert.explain()[:4900])
             log_batch(client, run_id, params=run_params(result, prep, cfg), metrics=metrics)
             for f in [*files, *extra_files]:
                 client.log_artifact(
