@@ -245,15 +245,20 @@ def _read_manifest(src: ArtifactSource) -> tuple[dict[str, Any], int]:
     return raw, version
 
 
+def _open_manifest(src: ArtifactSource) -> tuple[dict[str, Any], int, dict[str, Any], str]:
+    """Read and check the manifest; return it, its format version, its files table, its label."""
+    mwhere = src.where(MANIFEST_NAME)
+    raw, version = _read_manifest(src)
+    if version == FORMAT_VERSION:
+        validate_manifest(raw, mwhere)
+    return raw, version, files_table(raw, mwhere), mwhere
+
+
 def load_artifact(path: str | Path) -> LoadedArtifact:
     """Load and fully verify an artifact (checksums, sizes, dtypes); migrate older formats."""
     root = Path(path)
     with ArtifactSource(root) as src:
-        mwhere = src.where(MANIFEST_NAME)
-        raw, version = _read_manifest(src)
-        if version == FORMAT_VERSION:
-            validate_manifest(raw, mwhere)
-        files = files_table(raw, mwhere)
+        raw, version, files, mwhere = _open_manifest(src)
         if src.zf is not None:
             unlisted = sorted(set(src.members) - set(files) - {MANIFEST_NAME})
             if unlisted:
@@ -295,11 +300,7 @@ def artifact_info(path: str | Path) -> dict[str, Any]:
     """
     root = Path(path)
     with ArtifactSource(root) as src:
-        mwhere = src.where(MANIFEST_NAME)
-        raw, version = _read_manifest(src)
-        if version == FORMAT_VERSION:
-            validate_manifest(raw, mwhere)
-        files = files_table(raw, mwhere)
+        raw, version, files, _ = _open_manifest(src)
         for name, entry in files.items():
             if src.require(name, aio.MAX_MEMBER_BYTES) != entry.size:
                 raise ArtifactError(
