@@ -36,7 +36,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy router eval experiments
+	$(BIN)/mypy -p tierwise
 
 clean:
 	rm -rf $(VENV) .tierwise-cache runs mlflow.db mlruns

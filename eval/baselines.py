@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from eval.metrics import frontier
-from router.errors import DataError
+from tierwise.eval.metrics import frontier
+from tierwise.router.errors import DataError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

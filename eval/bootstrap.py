@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -27,11 +27,11 @@ import numpy.typing as npt
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from eval.certify_bounds import risk_p_value, risk_upper_bound
-from eval.certify_report import Certificate, CheckResult, Interval
-from eval.certify_wsr import wsr_p_value, wsr_upper_bound
-from router.errors import ConfigError, DataError
-from router.schema import StrictModel, parse_model
+from tierwise.eval.certify_bounds import risk_p_value, risk_upper_bound
+from tierwise.eval.certify_report import Certificate, CheckResult, Interval
+from tierwise.eval.certify_wsr import wsr_p_value, wsr_upper_bound
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.schema import StrictModel, parse_model
 
 FloatArray = npt.NDArray[np.float64]
 # "wsr": variance-adaptive betting test (eval.certify_wsr); the others see only the sample mean.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 METHODS = ("hoeffding_bentkus", "binomial", "hoeffding")

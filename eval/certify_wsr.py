@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 ORDER_SEED = 0  # fixed: the order must not depend on the data

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import DataError
-from router.pricing import PriceTable
+from tierwise.router.errors import DataError
+from tierwise.router.pricing import PriceTable
 
 FloatArray = npt.NDArray[np.float64]
 

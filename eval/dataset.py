@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import DataError
+from tierwise.router.errors import DataError
 
 FloatArray = npt.NDArray[np.float64]
 

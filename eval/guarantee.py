@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from eval.certify import Certificate, TargetConfig, as_target, certify
-from router.errors import ConfigError, DataError
+from tierwise.eval.certify import Certificate, TargetConfig, as_target, certify
+from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from eval.certify import TargetLike
-    from eval.dataset import RoutingDataset
-    from router.core import Router
+    from tierwise.eval.certify import TargetLike
+    from tierwise.eval.dataset import RoutingDataset
+    from tierwise.router.core import Router
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -211,7 +211,7 @@ def certify_router(
     ``calibration.prompts`` when already computed. Sets ``router.knob_``, ``router.certificate_``
     and ``router.fallback_model_`` (None unless no knob passes).
     """
-    from router.expected_cost import prompt_chars
+    from tierwise.router.expected_cost import prompt_chars
 
     router._check_fitted()
     t = as_target(target)
@@ -247,7 +247,7 @@ def certify_predictions(
 ) -> Certificate:
     """``certify_router`` from the predictor's raw P(success) and the expected costs on
     ``calibration`` (for benchmarks that resplit the same predictions many times)."""
-    from router.calibration import Calibrator
+    from tierwise.router.calibration import Calibrator
 
     t = as_target(target)
     split = split_for_certification(calibration.prompts, holdout, seed)

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from eval.certify import Certificate, CheckResult, TargetConfig, as_target, check_guarantee
-from eval.guarantee import certify_sample, reference_index, require_known
-from router.errors import ConfigError, DataError
+from tierwise.eval.certify import Certificate, CheckResult, TargetConfig, as_target, check_guarantee
+from tierwise.eval.guarantee import certify_sample, reference_index, require_known
+from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from eval.dataset import RoutingDataset
-    from router.core import Router
+    from tierwise.eval.dataset import RoutingDataset
+    from tierwise.router.core import Router
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -106,8 +106,8 @@ def check_router(
     embeddings: npt.NDArray[Any] | None = None,
 ) -> TrafficCheck:
     """Route ``data``'s prompts as deployed and test the artifact's target on the outcomes."""
-    from router.expected_cost import prompt_chars
-    from router.prompts import validate_batch
+    from tierwise.router.expected_cost import prompt_chars
+    from tierwise.router.prompts import validate_batch
 
     t = stored_target(router, target)
     quality, cost = align_models(router, data)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 if TYPE_CHECKING:
-    from eval.report import ComparisonReport, Row
+    from tierwise.eval.report import ComparisonReport, Row
 
 _POLICY_COLORS = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 

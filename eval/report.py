@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator
 
-from eval.baselines import (
+from tierwise.eval.baselines import (
     OracleFrontier,
     best_model,
     check_matrices,
@@ -38,12 +38,12 @@ from eval.baselines import (
     single_model_points,
     zero_router,
 )
-from eval.bootstrap import Interval, percentile_interval, resample_weights
-from eval.dataset import RoutingDataset
-from eval.metrics import as_choices
-from eval.report_scoring import CPT_TARGETS, Entry, Scores, score_all
-from router.errors import ConfigError
-from router.schema import StrictModel
+from tierwise.eval.bootstrap import Interval, percentile_interval, resample_weights
+from tierwise.eval.dataset import RoutingDataset
+from tierwise.eval.metrics import as_choices
+from tierwise.eval.report_scoring import CPT_TARGETS, Entry, Scores, score_all
+from tierwise.router.errors import ConfigError
+from tierwise.router.schema import StrictModel
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -132,7 +132,7 @@ class ComparisonReport:
         raise ConfigError(f"no row {name!r} in the report; rows: {[r.name for r in self.rows]}")
 
     def table(self) -> str:
-        from eval.report_table import format_table
+        from tierwise.eval.report_table import format_table
 
         return format_table(self)
 
@@ -167,7 +167,7 @@ class ComparisonReport:
         return out
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
-        from eval.plots import plot_comparison
+        from tierwise.eval.plots import plot_comparison
 
         return plot_comparison(self, path, title=title)
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from eval.baselines import (
+from tierwise.eval.baselines import (
     OracleFrontier,
     oracle_strong_curve,
     single_model_points,
     zero_router,
 )
-from eval.metrics import (
+from tierwise.eval.metrics import (
     aiq_of_frontier,
     apgr,
     cost_at_quality,

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from eval.bootstrap import Interval
-    from eval.report import ComparisonReport, Row
+    from tierwise.eval.bootstrap import Interval
+    from tierwise.eval.report import ComparisonReport, Row
 
 
 def _num(x: float | None, fmt: str = ".3f") -> str:

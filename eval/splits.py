@@ -8,9 +8,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from eval.dataset import RoutingDataset
-from router.errors import ConfigError
-from router.schema import StrictModel
+from tierwise.eval.dataset import RoutingDataset
+from tierwise.router.errors import ConfigError
+from tierwise.router.schema import StrictModel
 
 IntArray = npt.NDArray[np.int64]
 

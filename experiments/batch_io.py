@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from router.errors import ConfigError, DataError
+from tierwise.router.errors import ConfigError, DataError
 
 FORMATS = {
     ".jsonl": "jsonl",

@@ -12,21 +12,21 @@ import os
 import sys
 from collections.abc import Sequence
 
-from router.errors import TierwiseError
+from tierwise.router.errors import TierwiseError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func`.
 COMMAND_MODULES: tuple[str, ...] = (
-    "experiments.commands.data",
-    "experiments.commands.evaluate",
-    "experiments.commands.train",
-    "experiments.commands.tune",
-    "experiments.commands.route",
-    "experiments.commands.compare",
-    "experiments.commands.track",
-    "experiments.commands.check",
-    "experiments.commands.export",
-    "experiments.commands.serve",
-    "experiments.commands.batch",
+    "tierwise.experiments.commands.data",
+    "tierwise.experiments.commands.evaluate",
+    "tierwise.experiments.commands.train",
+    "tierwise.experiments.commands.tune",
+    "tierwise.experiments.commands.route",
+    "tierwise.experiments.commands.compare",
+    "tierwise.experiments.commands.track",
+    "tierwise.experiments.commands.check",
+    "tierwise.experiments.commands.export",
+    "tierwise.experiments.commands.serve",
+    "tierwise.experiments.commands.batch",
 )
 
 DESCRIPTION = """\
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from router import __version__
+    from tierwise.router import __version__
 
     parser.add_argument("--version", action="version", version=f"tierwise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from eval.certify import TargetConfig
-from eval.importers.config import DataConfig
-from eval.report import EvaluationConfig
-from eval.splits import SplitConfig
-from experiments.tracking.config import TrackingConfig
-from experiments.tuning.config import TuneConfig
-from router.config import RouterConfig
-from router.errors import ConfigError
-from router.schema import StrictModel, load_yaml_model
+from tierwise.eval.certify import TargetConfig
+from tierwise.eval.importers.config import DataConfig
+from tierwise.eval.report import EvaluationConfig
+from tierwise.eval.splits import SplitConfig
+from tierwise.experiments.tracking.config import TrackingConfig
+from tierwise.experiments.tuning.config import TuneConfig
+from tierwise.router.config import RouterConfig
+from tierwise.router.errors import ConfigError
+from tierwise.router.schema import StrictModel, load_yaml_model
 
 if TYPE_CHECKING:
-    from eval.dataset import RoutingDataset
+    from tierwise.eval.dataset import RoutingDataset
 
 
 class ExperimentConfig(StrictModel):
@@ -86,7 +86,7 @@ def load_dataset(
     progress: bool | None = None,
 ) -> RoutingDataset:
     """Import the dataset an experiment config (or a bare data section) describes."""
-    from eval.importers import import_dataset
+    from tierwise.eval.importers import import_dataset
 
     if isinstance(cfg_or_path, str | Path):
         cfg_or_path = load_experiment(cfg_or_path)

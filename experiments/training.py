@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from eval.certify import Certificate
-from eval.dataset import RoutingDataset
-from eval.report import ComparisonReport, compare_dataset
-from eval.splits import Splits, make_splits
-from experiments.config import ExperimentConfig, load_dataset
-from router.config import RouterConfig
-from router.core import Router
-from router.pricing import PriceTable
+from tierwise.eval.certify import Certificate
+from tierwise.eval.dataset import RoutingDataset
+from tierwise.eval.report import ComparisonReport, compare_dataset
+from tierwise.eval.splits import Splits, make_splits
+from tierwise.experiments.config import ExperimentConfig, load_dataset
+from tierwise.router.config import RouterConfig
+from tierwise.router.core import Router
+from tierwise.router.pricing import PriceTable
 
 DEFAULT_CACHE_DIR = ".tierwise-cache/embeddings"
 
@@ -127,7 +127,7 @@ def train(
     router = fit_router(prep, cfg.router, progress=progress)
     certificate = None
     if cfg.target is not None:
-        from eval.guarantee import certify_router
+        from tierwise.eval.guarantee import certify_router
 
         certificate = certify_router(router, prep.calibration, cfg.target, seed=cfg.split.seed)
     report, name, index = evaluate_on_test(router, prep, progress=progress)

@@ -3,7 +3,7 @@
 Light dependencies only; never imports ``eval``, ``experiments``, optuna or mlflow.
 """
 
-from router.errors import ArtifactError, ConfigError, DataError, TierwiseError
+from tierwise.router.errors import ArtifactError, ConfigError, DataError, TierwiseError
 
 __all__ = ["ArtifactError", "ConfigError", "DataError", "TierwiseError", "__version__"]
 

@@ -33,10 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from router import __version__
-from router import artifact_io as aio
-from router.artifact_io import ARRAYS_NAME, MANIFEST_NAME, SINGLE_FILE_SUFFIX, ArtifactSource
-from router.artifact_manifest import (
+from tierwise.router import __version__
+from tierwise.router import artifact_io as aio
+from tierwise.router.artifact_io import (
+    ARRAYS_NAME,
+    MANIFEST_NAME,
+    SINGLE_FILE_SUFFIX,
+    ArtifactSource,
+)
+from tierwise.router.artifact_manifest import (
     MAX_MANIFEST_BYTES,
     canonical,
     check_specs,
@@ -45,8 +50,8 @@ from router.artifact_manifest import (
     parse_json,
     validate_manifest,
 )
-from router.artifact_migrations import check_migratable, migrate
-from router.errors import ArtifactError
+from tierwise.router.artifact_migrations import check_migratable, migrate
+from tierwise.router.errors import ArtifactError
 
 __all__ = [
     "FORMAT_VERSION",

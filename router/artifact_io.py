@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from router.errors import ArtifactError
+from tierwise.router.errors import ArtifactError
 
 GiB = 1 << 30
 MiB = 1 << 20

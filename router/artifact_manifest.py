@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from router import artifact_io as aio
-from router.artifact_io import ARRAYS_NAME, MANIFEST_NAME
-from router.errors import ArtifactError
-from router.schema import StrictModel, format_validation_error
+from tierwise.router import artifact_io as aio
+from tierwise.router.artifact_io import ARRAYS_NAME, MANIFEST_NAME
+from tierwise.router.errors import ArtifactError
+from tierwise.router.schema import StrictModel, format_validation_error
 
 MAX_MANIFEST_BYTES = 64 * aio.MiB
 _SHA256 = r"^[0-9a-f]{64}$"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from router.errors import ArtifactError
+from tierwise.router.errors import ArtifactError
 
 Arrays = dict[str, np.ndarray]
 Migration = Callable[[dict[str, Any], Arrays], tuple[dict[str, Any], Arrays]]

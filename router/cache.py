@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from router.errors import ConfigError, DataError
+from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from router.embed.base import Embedder
-    from router.normalize import Normalizer
+    from tierwise.router.embed.base import Embedder
+    from tierwise.router.normalize import Normalizer
 
 FILENAME = "embeddings.sqlite3"
 _SCHEMA_VERSION = "1"

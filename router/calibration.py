@@ -33,8 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from router.errors import ArtifactError, ConfigError, DataError
-from router.predictors.base import FloatArray, check_labels, check_sample_weight, logit, sigmoid
+from tierwise.router.errors import ArtifactError, ConfigError, DataError
+from tierwise.router.predictors.base import (
+    FloatArray,
+    check_labels,
+    check_sample_weight,
+    logit,
+    sigmoid,
+)
 
 METHODS = ("isotonic", "centered_isotonic", "platt", "none")
 STATE_FORMAT = 1
@@ -155,7 +161,7 @@ class Calibrator:
 
     def transform(self, P: Any) -> FloatArray:
         if not hasattr(self, "n_models_"):
-            from router.predictors.base import NotFittedError
+            from tierwise.router.predictors.base import NotFittedError
 
             raise NotFittedError(
                 "this Calibrator is not fitted yet; call fit(P, Y) or load a state first"
@@ -180,7 +186,7 @@ class Calibrator:
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if not hasattr(self, "n_models_"):
-            from router.predictors.base import NotFittedError
+            from tierwise.router.predictors.base import NotFittedError
 
             raise NotFittedError("this Calibrator is not fitted yet; nothing to export")
         params = {

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from router.normalize import NormalizationConfig
-from router.schema import StrictModel
+from tierwise.router.normalize import NormalizationConfig
+from tierwise.router.schema import StrictModel
 
 
 class EmbedderConfig(StrictModel):

@@ -15,18 +15,18 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from router.calibration import Calibrator
-from router.config import RouterConfig
-from router.decision import Decision
-from router.embed import Embedder, get_embedder
-from router.errors import ConfigError, DataError
-from router.expected_cost import ExpectedCostModel, prompt_chars
-from router.normalize import Normalizer
-from router.policies import Policy, get_policy, reference_cost
-from router.predictors import QualityPredictor, get_predictor
-from router.predictors.base import FloatArray
-from router.pricing import PriceTable
-from router.prompts import validate_batch
+from tierwise.router.calibration import Calibrator
+from tierwise.router.config import RouterConfig
+from tierwise.router.decision import Decision
+from tierwise.router.embed import Embedder, get_embedder
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
+from tierwise.router.normalize import Normalizer
+from tierwise.router.policies import Policy, get_policy, reference_cost
+from tierwise.router.predictors import QualityPredictor, get_predictor
+from tierwise.router.predictors.base import FloatArray
+from tierwise.router.pricing import PriceTable
+from tierwise.router.prompts import validate_batch
 
 IntArray = npt.NDArray[np.int64]
 
@@ -102,7 +102,7 @@ class Router:
         return memo[2]
 
     def embed(self, prompts: Sequence[str], *, progress: bool = False) -> npt.NDArray[Any]:
-        from router.cache import EmbeddingCache, embed_with_cache
+        from tierwise.router.cache import EmbeddingCache, embed_with_cache
 
         if self._cache is None and self.config.cache_dir:
             self._cache = EmbeddingCache(self.config.cache_dir)
@@ -281,12 +281,12 @@ class Router:
         metrics: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> str:
-        from router.persist import save_router
+        from tierwise.router.persist import save_router
 
         return str(save_router(self, path, metrics=metrics, extra=extra))
 
     @classmethod
     def load(cls, path: str, *, embedder: Embedder | None = None) -> Router:
-        from router.persist import load_router
+        from tierwise.router.persist import load_router
 
         return load_router(path, embedder=embedder)

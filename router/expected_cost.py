@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ArtifactError, DataError
-from router.length import OutputLengthModel
-from router.predictors.base import FloatArray
-from router.pricing import PriceTable
+from tierwise.router.errors import ArtifactError, DataError
+from tierwise.router.length import OutputLengthModel
+from tierwise.router.predictors.base import FloatArray
+from tierwise.router.pricing import PriceTable
 
 
 def prompt_chars(prompts: list[str] | tuple[str, ...]) -> FloatArray:

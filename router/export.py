@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from router.artifact import load_artifact, save_artifact
-from router.artifact_io import MANIFEST_NAME
-from router.errors import ArtifactError, ConfigError
-from router.runtime import (
+from tierwise.router.artifact import load_artifact, save_artifact
+from tierwise.router.artifact_io import MANIFEST_NAME
+from tierwise.router.errors import ArtifactError, ConfigError
+from tierwise.router.runtime import (
     MODEL_ARRAY,
     PAYLOAD_KEY,
     TOKENIZER_ARRAY,
@@ -64,8 +64,8 @@ def _refuse_overwrite(out: Path, src: Path, overwrite: bool) -> None:
 
 def _source_embedder(payload: dict[str, Any], where: str, source: str | None) -> Any:
     """The torch embedder the router was trained with, checked to be the very same model."""
-    from router.embed import get_embedder
-    from router.embed.sentence import SentenceTransformerEmbedder
+    from tierwise.router.embed import get_embedder
+    from tierwise.router.embed.sentence import SentenceTransformerEmbedder
 
     spec = payload["config"]["embedder"]["name"]
     trained = payload["embedder"]["identity"]
@@ -100,7 +100,7 @@ def export_artifact(
     ``source``: embedder spec or model directory to export instead of the one named in the
     artifact's config (it must have the identity the router was trained with).
     """
-    from router.onnx_export import export_onnx
+    from tierwise.router.onnx_export import export_onnx
 
     if quantize not in QUANTIZATIONS:
         raise ConfigError(
@@ -160,8 +160,8 @@ def decision_agreement(
     trained: str | os.PathLike[str], runtime: str | os.PathLike[str], prompts: Sequence[object]
 ) -> Agreement:
     """Route ``prompts`` with both artifacts (torch embedder, no cache, vs bundled ONNX)."""
-    from router.core import Router
-    from router.runtime import load_runtime
+    from tierwise.router.core import Router
+    from tierwise.router.runtime import load_runtime
 
     torch_router = Router.load(str(trained))
     torch_router.config.cache_dir = None  # compare the models, never cached vectors

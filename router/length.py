@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from router.errors import ArtifactError, ConfigError, DataError
-from router.predictors.base import FloatArray, NotFittedError, check_sample_weight, check_X
+from tierwise.router.errors import ArtifactError, ConfigError, DataError
+from tierwise.router.predictors.base import FloatArray, NotFittedError, check_sample_weight, check_X
 
 STATE_FORMAT = 1
 

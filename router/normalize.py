@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from router.errors import ConfigError
-from router.schema import StrictModel
+from tierwise.router.errors import ConfigError
+from tierwise.router.schema import StrictModel
 
 if TYPE_CHECKING:
-    from router.embed.base import Embedder
+    from tierwise.router.embed.base import Embedder
 
 Mode = Literal["none", "head", "tail", "head_tail", "last_turn"]
 DEFAULT_MAX_TOKENS = 256  # MiniLM's limit; used when neither config nor embedder gives one

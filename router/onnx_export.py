@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from router.embed.onnx import (
+from tierwise.router.embed.onnx import (
     CONFIG_FILE,
     FORMAT,
     FORMAT_VERSION,
@@ -33,10 +33,10 @@ from router.embed.onnx import (
     TOKENIZER_FILE,
     OnnxEmbedder,
 )
-from router.errors import ArtifactError, ConfigError
+from tierwise.router.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
-    from router.embed.sentence import SentenceTransformerEmbedder
+    from tierwise.router.embed.sentence import SentenceTransformerEmbedder
 
 Quantization = Literal["none", "int8"]
 QUANTIZATIONS: tuple[str, ...] = ("none", "int8")
@@ -132,8 +132,8 @@ def export_onnx(
 
 
 def _source_embedder(source: Any) -> SentenceTransformerEmbedder:
-    from router.embed.base import get_embedder
-    from router.embed.sentence import SentenceTransformerEmbedder
+    from tierwise.router.embed.base import get_embedder
+    from tierwise.router.embed.sentence import SentenceTransformerEmbedder
 
     if isinstance(source, SentenceTransformerEmbedder):
         return source

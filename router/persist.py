@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from router import __version__
-from router.artifact import LoadedArtifact, load_artifact, save_artifact
-from router.calibration import Calibrator
-from router.config import RouterConfig
-from router.errors import ArtifactError, TierwiseError
-from router.expected_cost import ExpectedCostModel
-from router.policies import get_policy
-from router.predictors import load_predictor
-from router.schema import parse_model
+from tierwise.router import __version__
+from tierwise.router.artifact import LoadedArtifact, load_artifact, save_artifact
+from tierwise.router.calibration import Calibrator
+from tierwise.router.config import RouterConfig
+from tierwise.router.errors import ArtifactError, TierwiseError
+from tierwise.router.expected_cost import ExpectedCostModel
+from tierwise.router.policies import get_policy
+from tierwise.router.predictors import load_predictor
+from tierwise.router.schema import parse_model
 
 if TYPE_CHECKING:
-    from router.core import Router
-    from router.embed import Embedder
+    from tierwise.router.core import Router
+    from tierwise.router.embed import Embedder
 
 PARTS = ("predictor", "calibration", "cost")
 
@@ -99,7 +99,7 @@ def load_router(path: str | Path | LoadedArtifact, *, embedder: Embedder | None 
     An artifact from `tierwise export` carries its own ONNX embedder: it is used unless
     ``embedder`` is passed. ``path`` may also be an already loaded artifact.
     """
-    from router.core import Router
+    from tierwise.router.core import Router
 
     art = path if isinstance(path, LoadedArtifact) else load_artifact(path)
     path = art.path
@@ -107,7 +107,7 @@ def load_router(path: str | Path | LoadedArtifact, *, embedder: Embedder | None 
     if p.get("kind") != "tierwise.router":
         raise ArtifactError(f"{path}: not a tierwise router artifact (kind={p.get('kind')!r})")
     if embedder is None:
-        from router.runtime import embedded_embedder
+        from tierwise.router.runtime import embedded_embedder
 
         embedder = embedded_embedder(art)  # None unless the artifact bundles one
     try:

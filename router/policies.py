@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ConfigError, DataError
+from tierwise.router.errors import ConfigError, DataError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

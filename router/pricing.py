@@ -28,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator
 
-from router.errors import ConfigError, DataError
-from router.schema import StrictModel, parse_model, read_yaml
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.schema import StrictModel, parse_model, read_yaml
 
 FloatArray = npt.NDArray[np.float64]
 PER_MILLION = 1_000_000.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from router.errors import DataError
+from tierwise.router.errors import DataError
 
 DEFAULT_MAX_CHARS = 100_000
 

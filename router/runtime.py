@@ -23,15 +23,15 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from router.core import Router
-from router.embed.onnx import OnnxEmbedder, OnnxEmbedderConfig
-from router.errors import ArtifactError
-from router.normalize import Normalizer
-from router.schema import format_validation_error
+from tierwise.router.core import Router
+from tierwise.router.embed.onnx import OnnxEmbedder, OnnxEmbedderConfig
+from tierwise.router.errors import ArtifactError
+from tierwise.router.normalize import Normalizer
+from tierwise.router.schema import format_validation_error
 
 if TYPE_CHECKING:
-    from router.artifact import LoadedArtifact
-    from router.embed import Embedder
+    from tierwise.router.artifact import LoadedArtifact
+    from tierwise.router.embed import Embedder
 
 PAYLOAD_KEY = "runtime_embedder"
 MODEL_ARRAY = "runtime.onnx_model"
@@ -41,7 +41,7 @@ _EXTRA_FIELDS = ("source_artifact_checksum",)  # ours, beside the embedder.json 
 
 def embedded_config(export_dir: Path) -> dict[str, Any]:
     """The checked ``embedder.json`` of an ONNX export directory, as JSON for a payload."""
-    from router.embed.onnx import read_config
+    from tierwise.router.embed.onnx import read_config
 
     return read_config(export_dir).model_dump(mode="json")
 
@@ -148,8 +148,8 @@ def load_runtime(
     is given. ``require_embedded=True`` refuses artifacts without a bundled embedder, so a
     torch-free deployment fails at start rather than on the first request.
     """
-    from router.artifact import load_artifact
-    from router.persist import load_router
+    from tierwise.router.artifact import load_artifact
+    from tierwise.router.persist import load_router
 
     art = load_artifact(Path(path))
     if embedder is None:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 

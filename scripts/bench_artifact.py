@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from router.artifact import artifact_info, load_artifact, save_artifact
+from tierwise.router.artifact import artifact_info, load_artifact, save_artifact
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:

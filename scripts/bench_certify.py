@@ -49,13 +49,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from eval.certify import TargetConfig, certify  # noqa: E402
-from eval.guarantee import certify_predictions, split_for_certification  # noqa: E402
-from experiments.config import load_experiment  # noqa: E402
-from experiments.training import cache_dir, prepare  # noqa: E402
-from router.calibration import Calibrator  # noqa: E402
-from router.core import Router  # noqa: E402
-from router.expected_cost import prompt_chars  # noqa: E402
+from tierwise.eval.certify import TargetConfig, certify  # noqa: E402
+from tierwise.eval.guarantee import certify_predictions, split_for_certification  # noqa: E402
+from tierwise.experiments.config import load_experiment  # noqa: E402
+from tierwise.experiments.training import cache_dir, prepare  # noqa: E402
+from tierwise.router.calibration import Calibrator  # noqa: E402
+from tierwise.router.core import Router  # noqa: E402
+from tierwise.router.expected_cost import prompt_chars  # noqa: E402
 
 DATASETS = {
     "routerbench": "configs/routerbench.yaml",

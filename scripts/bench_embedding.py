@@ -22,10 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from router.cache import EmbeddingCache, embed_with_cache
-from router.embed import get_embedder
-from router.embed.sentence import available_cpus
-from router.normalize import NormalizationConfig, Normalizer
+from tierwise.router.cache import EmbeddingCache, embed_with_cache
+from tierwise.router.embed import get_embedder
+from tierwise.router.embed.sentence import available_cpus
+from tierwise.router.normalize import NormalizationConfig, Normalizer
 
 WORDS = [
     "model",

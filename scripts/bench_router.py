@@ -61,16 +61,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval.dataset import RoutingDataset  # noqa: E402
-from eval.report import EvaluationConfig, compare_dataset  # noqa: E402
-from eval.splits import make_splits  # noqa: E402
-from experiments.config import ExperimentConfig, load_dataset, load_experiment  # noqa: E402
-from experiments.training import DEFAULT_CACHE_DIR, price_table  # noqa: E402
-from router.config import RouterConfig  # noqa: E402
-from router.core import Router  # noqa: E402
-from router.expected_cost import prompt_chars  # noqa: E402
-from router.normalize import NormalizationConfig  # noqa: E402
-from router.predictors import QualityPredictor  # noqa: E402
+from tierwise.eval.dataset import RoutingDataset  # noqa: E402
+from tierwise.eval.report import EvaluationConfig, compare_dataset  # noqa: E402
+from tierwise.eval.splits import make_splits  # noqa: E402
+from tierwise.experiments.config import ExperimentConfig, load_dataset, load_experiment  # noqa: E402
+from tierwise.experiments.training import DEFAULT_CACHE_DIR, price_table  # noqa: E402
+from tierwise.router.config import RouterConfig  # noqa: E402
+from tierwise.router.core import Router  # noqa: E402
+from tierwise.router.expected_cost import prompt_chars  # noqa: E402
+from tierwise.router.normalize import NormalizationConfig  # noqa: E402
+from tierwise.router.predictors import QualityPredictor  # noqa: E402
 
 DATASETS: dict[str, tuple[str, int | None]] = {
     # key: (experiment config, default --max-prompts; None = all)
@@ -153,8 +153,8 @@ class Embeddings:
     """Embedding matrices per (dataset, normalization) from the shared on-disk cache."""
 
     def __init__(self, embedder_name: str) -> None:
-        from router.cache import EmbeddingCache
-        from router.embed import get_embedder
+        from tierwise.router.cache import EmbeddingCache
+        from tierwise.router.embed import get_embedder
 
         self.embedder = get_embedder(embedder_name)
         cache_dir = os.environ.get("TIERWISE_CACHE_DIR") or str(ROOT / DEFAULT_CACHE_DIR)
@@ -162,12 +162,12 @@ class Embeddings:
         self.seconds = 0.0
 
     def normalizer(self, mode: str) -> Any:
-        from router.normalize import Normalizer
+        from tierwise.router.normalize import Normalizer
 
         return Normalizer.for_embedder(NormalizationConfig(mode=mode), self.embedder)
 
     def matrix(self, prompts: Sequence[str], mode: str) -> np.ndarray:
-        from router.cache import embed_with_cache, text_digest
+        from tierwise.router.cache import embed_with_cache, text_digest
 
         t0 = time.perf_counter()
         emb, norm = self.embedder, self.normalizer(mode)
@@ -182,7 +182,7 @@ class Embeddings:
 
     def _reuse_unchanged(self, prompts: list[str], mode: str) -> None:
         """Store vectors of prompts this normalization leaves unchanged from another mode's."""
-        from router.cache import text_digest
+        from tierwise.router.cache import text_digest
 
         emb, norm = self.embedder, self.normalizer(mode)
         todo = {text_digest(p): p for p in prompts if norm.apply(p) == p}

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from runtime_helpers import Served, traffic, train_router  # noqa: E402
 
-from router.core import Router  # noqa: E402
-from router.runtime import limit_blas_threads, load_runtime  # noqa: E402
+from tierwise.router.core import Router  # noqa: E402
+from tierwise.router.runtime import limit_blas_threads, load_runtime  # noqa: E402
 
 SHORT = "How do I reset my password for the billing dashboard if I lost my email?"  # ~20 tokens
 LONG = "Summarize this support thread and list the open questions. " + " ".join(
@@ -73,7 +73,7 @@ def machine_gflops(seconds: float = 2.0) -> float:
 
 
 def build(workdir: Path) -> dict[str, Path]:
-    from router.export import export_artifact
+    from tierwise.router.export import export_artifact
 
     paths = {
         "torch": workdir / "router.tierwise",

@@ -48,8 +48,8 @@ def main() -> int:
     ap.add_argument("--study", default="bench", help="study name")
     args = ap.parse_args()
 
-    from experiments.config import load_experiment
-    from experiments.tuning.session import TuneSession
+    from tierwise.experiments.config import load_experiment
+    from tierwise.experiments.tuning.session import TuneSession
 
     cfg = load_experiment(args.config)
     load_before = os.getloadavg()

@@ -31,12 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval.dataset import RoutingDataset  # noqa: E402
-from eval.splits import SplitConfig, make_splits  # noqa: E402
-from router.calibration import Calibrator, brier_score, expected_calibration_error  # noqa: E402
-from router.length import OutputLengthModel  # noqa: E402
-from router.policies import get_policy, reference_cost  # noqa: E402
-from router.predictors import get_predictor  # noqa: E402
+from tierwise.eval.dataset import RoutingDataset  # noqa: E402
+from tierwise.eval.splits import SplitConfig, make_splits  # noqa: E402
+from tierwise.router.calibration import Calibrator, brier_score, expected_calibration_error  # noqa: E402
+from tierwise.router.length import OutputLengthModel  # noqa: E402
+from tierwise.router.policies import get_policy, reference_cost  # noqa: E402
+from tierwise.router.predictors import get_predictor  # noqa: E402
 
 CSV = Path("/work/shared/data/routerbench/routerbench_arc_winogrande_mbpp.csv")
 CACHE = Path("/tmp/tierwise-explore/routerbench_minilm_tail200.npy")

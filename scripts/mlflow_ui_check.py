@@ -69,8 +69,8 @@ def demo_store(folder: Path) -> tuple[str, str, list[str]]:
     """A SQLite store holding a 4-trial study synced by tierwise; (uri, experiment, run names)."""
     import optuna
 
-    from experiments.config import ExperimentConfig
-    from experiments.tracking.sync import sync_study
+    from tierwise.experiments.config import ExperimentConfig
+    from tierwise.experiments.tracking.sync import sync_study
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     cfg = ExperimentConfig.model_validate(

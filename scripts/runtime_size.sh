@@ -77,7 +77,7 @@ if [[ -n "$ARTIFACT" ]]; then
   "$VENV/bin/python" - "$ARTIFACT" <<'EOF'
 import sys, time
 t0 = time.perf_counter()
-from router.runtime import load_runtime
+from tierwise.router.runtime import load_runtime
 router = load_runtime(sys.argv[1], require_embedded=True)
 print(f"load_runtime: {time.perf_counter() - t0:.2f} s, embedder {type(router.embedder).__name__}")
 heavy = sorted({m.split('.')[0] for m in sys.modules} & {"torch", "transformers", "sklearn"})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.dataset import RoutingDataset
+from tierwise.eval.dataset import RoutingDataset
 
 WORDS = ["math", "code", "poem", "story", "physics", "history", "sql", "python", "love", "war"]
 HARD = {"math", "code", "sql", "python", "physics"}

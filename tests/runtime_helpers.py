@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from router.config import RouterConfig
-from router.core import Router
+from tierwise.router.config import RouterConfig
+from tierwise.router.core import Router
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["math", "code", "poem", "story", "physics", "history", "sql", "python", "love", "war"]
@@ -110,7 +110,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         # torch_free: importing the training stack raises inside the server process.
-        entry = ["-c", BLOCK_HEAVY + CLI_MAIN] if torch_free else ["-m", "experiments.cli"]
+        entry = ["-c", BLOCK_HEAVY + CLI_MAIN] if torch_free else ["-m", "tierwise.experiments.cli"]
         cmd = [sys.executable, *entry, "serve", str(artifact), "--port", str(self.port), *args]
         self._fh = log.open("wb")
         self.proc = subprocess.Popen(

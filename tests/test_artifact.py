@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from artifact_helpers import forge, npz_with, read_members, write_zip
 
-from router.artifact import FORMAT_VERSION, artifact_info, load_artifact, save_artifact
-from router.errors import ArtifactError
+from tierwise.router.artifact import FORMAT_VERSION, artifact_info, load_artifact, save_artifact
+from tierwise.router.errors import ArtifactError
 
 PAYLOAD = {
     "embedder": {"name": "all-MiniLM-L6-v2", "dimension": 384, "normalize": True},
@@ -417,10 +417,14 @@ def test_artifact_modules_import_only_stdlib_numpy_and_pydantic() -> None:
                 )
                 for mod in mods:
                     top = (mod or "").split(".")[0]
-                    assert top in sys.stdlib_module_names or top in {"numpy", "pydantic", "router"}
+                    assert (
+                        top in sys.stdlib_module_names
+                        or top in {"numpy", "pydantic"}
+                        or (mod or "").startswith("tierwise.router")
+                    ), mod
     code = (
         "import json, sys; before = set(sys.modules)\n"
-        "import router.artifact\n"
+        "import tierwise.router.artifact\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
         "print(json.dumps(sorted(m for m in new if m not in sys.stdlib_module_names)))"
     )
@@ -436,7 +440,7 @@ def test_artifact_modules_import_only_stdlib_numpy_and_pydantic() -> None:
         "typing_extensions",
         "annotated_types",
         "typing_inspection",
-        "router",
+        "tierwise",
         "yaml",
     }
     loaded = {m for m in json.loads(out.stdout) if not m.startswith("_")}

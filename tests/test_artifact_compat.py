@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from artifact_helpers import forge, read_members
 
-from router.artifact import FORMAT_VERSION, artifact_info, load_artifact
-from router.artifact_io import npz_bytes
-from router.artifact_migrations import MIGRATIONS, register_migration
-from router.errors import ArtifactError
+from tierwise.router.artifact import FORMAT_VERSION, artifact_info, load_artifact
+from tierwise.router.artifact_io import npz_bytes
+from tierwise.router.artifact_migrations import MIGRATIONS, register_migration
+from tierwise.router.errors import ArtifactError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "artifacts"
 

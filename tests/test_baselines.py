@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.baselines import (
+from tierwise.eval.baselines import (
     OracleFrontier,
     best_model,
     check_matrices,
@@ -16,8 +16,8 @@ from eval.baselines import (
     single_model_points,
     zero_router,
 )
-from eval.metrics import frontier_value, policy_points
-from router.errors import DataError
+from tierwise.eval.metrics import frontier_value, policy_points
+from tierwise.router.errors import DataError
 
 
 def test_oracle_choices_best_quality_then_cheapest():

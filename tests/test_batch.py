@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from runtime_helpers import hashing_artifact
 
-from experiments.cli import main
-from experiments.commands.batch import route_file
-from router.core import Router
-from router.errors import ConfigError, DataError
-from router.runtime import load_runtime
+from tierwise.experiments.cli import main
+from tierwise.experiments.commands.batch import route_file
+from tierwise.router.core import Router
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.runtime import load_runtime
 
 GOOD = ["math code sql", "love poem story", "history war", "python physics", "a tale of two"]
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eval.bootstrap import percentile_interval, resample_weights
-from eval.report import EvaluationConfig, compare
-from router.errors import ConfigError
+from tierwise.eval.bootstrap import percentile_interval, resample_weights
+from tierwise.eval.report import EvaluationConfig, compare
+from tierwise.router.errors import ConfigError
 
 
 def test_resample_weights_are_seeded_counts_summing_to_n():

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.cache import FILENAME, EmbeddingCache, embed_with_cache
-from router.embed import Embedder, HashingEmbedder
-from router.errors import ConfigError, DataError
-from router.normalize import NormalizationConfig, Normalizer
+from tierwise.router.cache import FILENAME, EmbeddingCache, embed_with_cache
+from tierwise.router.embed import Embedder, HashingEmbedder
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.normalize import NormalizationConfig, Normalizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_two_processes_share_one_cache(tmp_path: Path) -> None:
             import sys
             sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
             from test_cache import CountingEmbedder
-            from router.cache import EmbeddingCache, embed_with_cache
+            from tierwise.router.cache import EmbeddingCache, embed_with_cache
             lo, hi = int(sys.argv[2]), int(sys.argv[3])
             texts = [f"shared prompt {{i}}" for i in range(lo, hi)]
             emb = CountingEmbedder()

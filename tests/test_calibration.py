@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.calibration import (
+from tierwise.router.calibration import (
     METHODS,
     Calibrator,
     brier_score,
     expected_calibration_error,
 )
-from router.errors import ArtifactError, ConfigError, DataError
-from router.predictors import NotFittedError
+from tierwise.router.errors import ArtifactError, ConfigError, DataError
+from tierwise.router.predictors import NotFittedError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_transform_from_state_never_imports_sklearn(tmp_path) -> None:
     code = f"""
 import json, sys
 import numpy as np
-from router.calibration import Calibrator
+from tierwise.router.calibration import Calibrator
 d = {str(tmp_path)!r}
 with np.load(d + "/a.npz") as z:
     arrays = {{k: z[k] for k in z.files}}

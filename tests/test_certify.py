@@ -9,10 +9,10 @@ import pytest
 from scipy.stats import beta as beta_dist
 from scipy.stats import binom
 
-from eval.certify import TargetConfig, certify, check_guarantee, naive_knob
-from eval.certify_bounds import METHODS, risk_p_value, risk_upper_bound
-from router.errors import ConfigError, DataError
-from router.schema import parse_model
+from tierwise.eval.certify import TargetConfig, certify, check_guarantee, naive_knob
+from tierwise.eval.certify_bounds import METHODS, risk_p_value, risk_upper_bound
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.schema import parse_model
 
 REPS = 300
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from guarantee_helpers import synthetic, write_log
 
-from experiments.cli import main
-from router.artifact import load_artifact
-from router.core import Router
+from tierwise.experiments.cli import main
+from tierwise.router.artifact import load_artifact
+from tierwise.router.core import Router
 
 TARGET = "target: {kind: absolute, value: 0.75, confidence: 0.9}\n"
 
@@ -105,7 +105,7 @@ def test_extra_models_are_ignored_and_missing_ones_refused(trained, capsys):
 
 
 def test_artifact_without_certificate_needs_a_target(tmp_path, capsys):
-    from router.config import RouterConfig
+    from tierwise.router.config import RouterConfig
 
     cfg = RouterConfig.model_validate({"embedder": {"name": "hashing:64"}})
     router = Router(cfg).fit(synthetic(300, 1), synthetic(200, 2))

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.costs import ModelCostInputs, estimate_tokens, resolve_costs, text_chars
-from router.errors import DataError
-from router.pricing import PriceTable
+from tierwise.eval.costs import ModelCostInputs, estimate_tokens, resolve_costs, text_chars
+from tierwise.router.errors import DataError
+from tierwise.router.pricing import PriceTable
 
 PRICES = PriceTable.load(Path(__file__).parent / "fixtures" / "data" / "prices_small.yaml")
 NAN = np.nan

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.embed import Embedder, HashingEmbedder, available_embedders, get_embedder
-from router.errors import ConfigError, DataError
+from tierwise.router.embed import Embedder, HashingEmbedder, available_embedders, get_embedder
+from tierwise.router.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,8 +197,8 @@ def test_a_file_instead_of_a_directory_is_rejected(tmp_path: Path) -> None:
 
 def test_importing_router_embed_does_not_import_torch() -> None:
     code = (
-        "import sys, router.embed, router.normalize, router.cache, router.prompts\n"
-        "router.embed.get_embedder('hashing:8').embed(['x'])\n"
+        "import sys, tierwise.router.embed, tierwise.router.normalize, tierwise.router.cache\n"
+        "tierwise.router.embed.get_embedder('hashing:8').embed(['x'])\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers')\n"
         "         if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.embed import Embedder, get_embedder
-from router.embed.sentence import MINILM_NAME, SentenceTransformerEmbedder
+from tierwise.router.embed import Embedder, get_embedder
+from tierwise.router.embed.sentence import MINILM_NAME, SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.cli import main
+from tierwise.experiments.cli import main
 
 MODELS = ("tiny", "mid", "big")
 
@@ -104,9 +104,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
 
 def _trained_router(tmp_path: Path) -> tuple[Path, Path]:
     """A real router artifact fitted on the config's train/calibration splits (tiny embedder)."""
-    from eval.splits import make_splits
-    from experiments.config import load_dataset, load_experiment
-    from router.core import Router
+    from tierwise.eval.splits import make_splits
+    from tierwise.experiments.config import load_dataset, load_experiment
+    from tierwise.router.core import Router
 
     cfg_path = _write_log(tmp_path, n=200)
     cfg_path.write_text(
@@ -122,7 +122,7 @@ def _trained_router(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_artifact_is_scored_beside_the_baselines(tmp_path, capsys):
-    from router.core import Router
+    from tierwise.router.core import Router
 
     cfg, artifact = _trained_router(tmp_path)
     assert (

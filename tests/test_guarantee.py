@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from guarantee_helpers import MODELS, success_prob, synthetic
 
-from eval.certify import TargetConfig, naive_knob
-from eval.guarantee import advice, certify_router, split_for_certification, sweep_realized
-from eval.guarantee_check import check_router
-from router.config import RouterConfig
-from router.core import Router
-from router.errors import ConfigError, DataError
+from tierwise.eval.certify import TargetConfig, naive_knob
+from tierwise.eval.guarantee import advice, certify_router, split_for_certification, sweep_realized
+from tierwise.eval.guarantee_check import check_router
+from tierwise.router.config import RouterConfig
+from tierwise.router.core import Router
+from tierwise.router.errors import ConfigError, DataError
 
 
 def config(predictor: str = "logreg", policy: str = "utility", **policy_extra) -> RouterConfig:
@@ -193,7 +193,7 @@ def test_resplit_violation_rate_of_the_router_stays_within_delta():
     pop = synthetic(8000, 13)
     X_pop = router.embed(pop.prompts)
     raw_pop = router.predictor_.predict_proba(X_pop)
-    from router.expected_cost import prompt_chars
+    from tierwise.router.expected_cost import prompt_chars
 
     C_pop = router.cost_model_.predict(X_pop, prompt_chars(pop.prompts))
     truth = success_prob(list(pop.prompts))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from guarantee_helpers import synthetic, write_log
 
-from experiments.config import load_experiment
-from experiments.training import Prepared, prepare, train
-from router.errors import ConfigError
-from router.predictors import available_predictors
+from tierwise.experiments.config import load_experiment
+from tierwise.experiments.training import Prepared, prepare, train
+from tierwise.router.errors import ConfigError
+from tierwise.router.predictors import available_predictors
 
 
 @pytest.fixture(scope="module")

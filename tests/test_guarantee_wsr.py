@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from eval.certify import certify, check_guarantee
-from eval.certify_bounds import risk_p_value, risk_upper_bound
-from eval.certify_wsr import wsr_p_value, wsr_upper_bound
-from router.errors import ConfigError
+from tierwise.eval.certify import certify, check_guarantee
+from tierwise.eval.certify_bounds import risk_p_value, risk_upper_bound
+from tierwise.eval.certify_wsr import wsr_p_value, wsr_upper_bound
+from tierwise.router.errors import ConfigError
 
 V = 0.9
 # Paired relative loss (1 − (q − v·r)) / (1 + v) for (router, reference) =

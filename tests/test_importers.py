@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from eval.dataset import RoutingDataset
-from eval.importers import DataConfig, import_dataset
-from experiments.config import ExperimentConfig, load_dataset, load_experiment
-from router.errors import DataError
-from router.schema import parse_model
+from tierwise.eval.dataset import RoutingDataset
+from tierwise.eval.importers import DataConfig, import_dataset
+from tierwise.experiments.config import ExperimentConfig, load_dataset, load_experiment
+from tierwise.router.errors import DataError
+from tierwise.router.schema import parse_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
@@ -263,7 +263,7 @@ def test_experiment_config_is_extensible_and_strict() -> None:
 
 
 def test_cell_parsing_handles_mixed_object_columns() -> None:
-    from eval.importers.values import Where, parse_numbers
+    from tierwise.eval.importers.values import Where, parse_numbers
 
     where = Where("f.jsonl", "c", [str(i) for i in range(7)])
     cells = pd.Series([None, np.nan, "True", 1, " 1.5 ", "false", "NULL"], dtype=object)

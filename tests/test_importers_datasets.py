@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from eval.dataset import RoutingDataset
-from experiments.config import load_dataset
+from tierwise.eval.dataset import RoutingDataset
+from tierwise.experiments.config import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

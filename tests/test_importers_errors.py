@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from eval.dataset import RoutingDataset
-from eval.importers import DataConfig, import_dataset
-from experiments.config import load_experiment
-from router.errors import ConfigError, DataError
-from router.schema import parse_model
+from tierwise.eval.dataset import RoutingDataset
+from tierwise.eval.importers import DataConfig, import_dataset
+from tierwise.experiments.config import load_experiment
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.schema import parse_model
 
 GOOD = "id,prompt,a,b,a|cost,b|cost\nx1,Hello,1,0,0.01,0.001\nx2,World,0,1,0.02,0.002\n"
 PRICES = (

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from router.errors import ArtifactError, ConfigError, DataError
-from router.length import OutputLengthModel
-from router.predictors import NotFittedError
+from tierwise.router.errors import ArtifactError, ConfigError, DataError
+from tierwise.router.length import OutputLengthModel
+from tierwise.router.predictors import NotFittedError
 
 
 def make_tokens(n: int = 600, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

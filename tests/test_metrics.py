@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.metrics import (
+from tierwise.eval.metrics import (
     aiq,
     aiq_of_frontier,
     apgr,
@@ -19,7 +19,7 @@ from eval.metrics import (
     policy_points,
     strong_fraction,
 )
-from router.errors import DataError
+from tierwise.router.errors import DataError
 
 # Points (cost, quality): (1, .5) (2, .4) (2.5, .6) (3, .9) (4, .9) (3, .2)
 # - (3, .2) shares its cost with (3, .9): only the better one counts.

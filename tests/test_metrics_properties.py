@@ -7,14 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from eval.baselines import (
+from tierwise.eval.baselines import (
     OracleFrontier,
     oracle_frontier_choices,
     random_matched,
     single_model_points,
     zero_router,
 )
-from eval.metrics import (
+from tierwise.eval.metrics import (
     aiq,
     aiq_of_frontier,
     apgr,
@@ -25,7 +25,7 @@ from eval.metrics import (
     policy_points,
     strong_fraction,
 )
-from eval.report import EvaluationConfig, compare
+from tierwise.eval.report import EvaluationConfig, compare
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from tracking_helpers import MlflowServer, journal_study, objective, runs_by_kind, write_experiment
 
-from experiments.config import load_experiment
-from experiments.tracking.store import TrackingUnavailable
-from experiments.tracking.sync import StudyTracker, sync_study
+from tierwise.experiments.config import load_experiment
+from tierwise.experiments.tracking.store import TrackingUnavailable
+from tierwise.experiments.tracking.sync import StudyTracker, sync_study
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.integration
@@ -28,8 +28,8 @@ def server(tmp_path_factory):
 
 
 def test_train_run_and_registered_model_through_the_server(server, tmp_path):
-    from experiments.tracking.runs import log_training
-    from experiments.training import prepare, train
+    from tierwise.experiments.tracking.runs import log_training
+    from tierwise.experiments.training import prepare, train
 
     cfg = load_experiment(write_experiment(tmp_path, name="served", uri=server.url, n=160))
     prep = prepare(cfg, progress=False)
@@ -101,7 +101,7 @@ def postgres_db():
 
 
 def test_postgresql_backend_store(postgres_db, tmp_path, monkeypatch, capsys):
-    from experiments.cli import main
+    from tierwise.experiments.cli import main
 
     monkeypatch.chdir(tmp_path)  # artifacts of a database store go to ./mlartifacts
     cfg_path = write_experiment(tmp_path, name="pgexp", uri=postgres_db, n=60)

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from router.embed import Embedder, get_embedder
-from router.errors import ConfigError
-from router.normalize import (
+from tierwise.router.embed import Embedder, get_embedder
+from tierwise.router.errors import ConfigError
+from tierwise.router.normalize import (
     SEPARATOR,
     NormalizationConfig,
     Normalizer,
     last_user_turn,
 )
-from router.schema import parse_model
+from tierwise.router.schema import parse_model
 
 SHOTS = [
     ("Which gas do plants absorb from the air?", "A) oxygen", "B) carbon dioxide", "B"),

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.embed import get_embedder
-from router.embed.onnx import OnnxEmbedder
-from router.embed.sentence import SentenceTransformerEmbedder
-from router.errors import ArtifactError, ConfigError, DataError
-from router.normalize import NormalizationConfig, Normalizer
-from router.onnx_export import export_onnx
+from tierwise.router.embed import get_embedder
+from tierwise.router.embed.onnx import OnnxEmbedder
+from tierwise.router.embed.sentence import SentenceTransformerEmbedder
+from tierwise.router.errors import ArtifactError, ConfigError, DataError
+from tierwise.router.normalize import NormalizationConfig, Normalizer
+from tierwise.router.onnx_export import export_onnx
 
 pytestmark = pytest.mark.integration
 
@@ -225,7 +225,7 @@ class Block(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Block())
-from router.embed.onnx import OnnxEmbedder
+from tierwise.router.embed.onnx import OnnxEmbedder
 
 emb = OnnxEmbedder(sys.argv[1])
 prompts = json.loads(open(sys.argv[2], encoding="utf-8").read())

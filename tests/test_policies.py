@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.errors import ConfigError, DataError
-from router.policies import (
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.policies import (
     ThresholdPolicy,
     UtilityPolicy,
     available_policies,

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.errors import ArtifactError, ConfigError, DataError
-from router.predictors import (
+from tierwise.router.errors import ArtifactError, ConfigError, DataError
+from tierwise.router.predictors import (
     NotFittedError,
     QualityPredictor,
     available_predictors,
@@ -134,7 +134,7 @@ def test_predict_from_state_never_imports_sklearn(trained, data, tmp_path) -> No
     code = f"""
 import json, sys
 import numpy as np
-from router.predictors import load_predictor
+from tierwise.router.predictors import load_predictor
 d = {str(tmp_path)!r}
 with np.load(d + "/a.npz") as z:
     arrays = {{k: z[k] for k in z.files}}
@@ -224,7 +224,7 @@ def test_load_rejects_inconsistent_states(trained) -> None:
 def test_prediction_does_not_depend_on_the_batch(trained) -> None:
     """A served prompt must get the same probabilities alone or batched with others — even
     for embeddings with exact ties (the hashing embedder makes many)."""
-    from router.embed import get_embedder
+    from tierwise.router.embed import get_embedder
 
     name, _ = trained
     rng = np.random.default_rng(3)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.errors import ConfigError, DataError
-from router.pricing import PriceTable
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.pricing import PriceTable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.errors import DataError
-from router.prompts import DEFAULT_MAX_CHARS, validate_batch, validate_prompt
+from tierwise.router.errors import DataError
+from tierwise.router.prompts import DEFAULT_MAX_CHARS, validate_batch, validate_prompt
 
 
 @pytest.mark.parametrize(

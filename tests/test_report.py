@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from eval.dataset import RoutingDataset
-from eval.report import EvaluationConfig, compare, compare_dataset
-from router.errors import ConfigError, DataError
-from router.schema import parse_model
+from tierwise.eval.dataset import RoutingDataset
+from tierwise.eval.report import EvaluationConfig, compare, compare_dataset
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.schema import parse_model
 
 MODELS = ["small", "medium", "large"]
 

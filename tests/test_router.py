@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from runtime_helpers import traffic
 
-from router.config import RouterConfig
-from router.core import Router
-from router.errors import ArtifactError, ConfigError
-from router.schema import parse_model
+from tierwise.router.config import RouterConfig
+from tierwise.router.core import Router
+from tierwise.router.errors import ArtifactError, ConfigError
+from tierwise.router.schema import parse_model
 
 
 def config(predictor: str = "knn", policy: str = "utility") -> RouterConfig:
@@ -81,7 +81,7 @@ def test_unfitted_router_says_so():
 
 
 def test_loading_with_an_embedder_of_the_wrong_dimension_is_refused(data, tmp_path):
-    from router.embed import get_embedder
+    from tierwise.router.embed import get_embedder
 
     train, cal, _ = data
     Router(config()).fit(train, cal).save(str(tmp_path / "a"))

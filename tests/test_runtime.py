@@ -12,11 +12,17 @@ import numpy as np
 import pytest
 from runtime_helpers import hashing_artifact
 
-from router.artifact import load_artifact, save_artifact
-from router.core import Router
-from router.errors import ArtifactError, ConfigError
-from router.export import export_artifact
-from router.runtime import MODEL_ARRAY, PAYLOAD_KEY, TOKENIZER_ARRAY, RuntimeRouter, load_runtime
+from tierwise.router.artifact import load_artifact, save_artifact
+from tierwise.router.core import Router
+from tierwise.router.errors import ArtifactError, ConfigError
+from tierwise.router.export import export_artifact
+from tierwise.router.runtime import (
+    MODEL_ARRAY,
+    PAYLOAD_KEY,
+    TOKENIZER_ARRAY,
+    RuntimeRouter,
+    load_runtime,
+)
 
 PROMPTS = ["math code sql", "love poem", "history of war " * 50, "python"]
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from runtime_helpers import BLOCK_HEAVY, CLI_MAIN, ROOT, Served, http, traffic, train_router
 
-from router.artifact import load_artifact, save_artifact
-from router.core import Router
-from router.embed.onnx import OnnxEmbedder
-from router.errors import ArtifactError, ConfigError
-from router.export import decision_agreement, export_artifact
-from router.runtime import PAYLOAD_KEY, load_runtime
+from tierwise.router.artifact import load_artifact, save_artifact
+from tierwise.router.core import Router
+from tierwise.router.embed.onnx import OnnxEmbedder
+from tierwise.router.errors import ArtifactError, ConfigError
+from tierwise.router.export import decision_agreement, export_artifact
+from tierwise.router.runtime import PAYLOAD_KEY, load_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_router_load_picks_up_the_bundled_embedder(exported: Exported) -> None:
 
 TORCH_FREE = """
 import json, sys
-from router.runtime import load_runtime
+from tierwise.router.runtime import load_runtime
 runtime = load_runtime(sys.argv[1], require_embedded=True)
 prompts = json.loads(open(sys.argv[2], encoding="utf-8").read())
 models = [d.model for d in runtime.route(prompts)]

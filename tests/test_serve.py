@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from runtime_helpers import hashing_artifact
 
-from router.core import Router
-from router.errors import ArtifactError
-from router.serve import Limits, create_app
-from router.serve.batcher import Batcher, Job
-from router.serve.metrics import Metrics
-from router.serve.state import RouterHolder
+from tierwise.router.core import Router
+from tierwise.router.errors import ArtifactError
+from tierwise.router.serve import Limits, create_app
+from tierwise.router.serve.batcher import Batcher, Job
+from tierwise.router.serve.metrics import Metrics
+from tierwise.router.serve.state import RouterHolder
 
 PROMPTS = ["math code sql python", "love poem story", "history war physics", "a b c"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import free_port, hashing_artifact, http
 
-from router.core import Router
+from tierwise.router.core import Router
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def register(artifact: Path, uri: str, root: Path) -> str:
     """Log the pyfunc model in a run and register it; returns the model version."""
     import mlflow
 
-    from experiments.tracking.pyfunc import log_router_model
+    from tierwise.experiments.tracking.pyfunc import log_router_model
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import ROOT, Served, hashing_artifact, http
 
-from router.core import Router
+from tierwise.router.core import Router
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_sighup_and_watch_reload_the_artifact(artifacts: tuple[Path, Path], tmp_
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "serve", *args],
+        [sys.executable, "-m", "tierwise.experiments.cli", "serve", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

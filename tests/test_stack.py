@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.errors import ArtifactError, ConfigError
-from router.predictors import get_predictor, load_predictor
-from router.predictors.stack import _fit_blend
+from tierwise.router.errors import ArtifactError, ConfigError
+from tierwise.router.predictors import get_predictor, load_predictor
+from tierwise.router.predictors.stack import _fit_blend
 
 
 def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

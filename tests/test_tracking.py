@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from tracking_helpers import free_port, journal_study, objective, runs_by_kind, write_experiment
 
-from experiments.cli import main
-from experiments.config import load_experiment
-from experiments.tracking.config import TrackingConfig
-from experiments.tracking.store import TrackingUnavailable, check_reachable
-from router.core import Router
-from router.errors import ConfigError
+from tierwise.experiments.cli import main
+from tierwise.experiments.config import load_experiment
+from tierwise.experiments.tracking.config import TrackingConfig
+from tierwise.experiments.tracking.store import TrackingUnavailable, check_reachable
+from tierwise.router.core import Router
+from tierwise.router.errors import ConfigError
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -101,7 +101,8 @@ def test_registered_pyfunc_routes_like_router_load(trained):
     reqs = Path(mlflow.pyfunc.get_model_dependencies("models:/tierwise-tinytrack/1")).read_text()
     assert "numpy==" in reqs and "pydantic==" in reqs and "torch" not in reqs  # hashing embedder
     code = Path(mlflow.artifacts.download_artifacts("models:/tierwise-tinytrack/1")) / "code"
-    assert (code / "router" / "core.py").is_file()  # servable without tierwise installed
+    assert (code / "tierwise" / "router" / "core.py").is_file()  # servable without tierwise
+    assert sorted(p.name for p in (code / "tierwise").iterdir()) == ["__init__.py", "router"]
     assert not list(code.rglob("__pycache__"))
     sig = model.metadata.signature
     assert [c.type.name for c in sig.inputs.inputs] == ["string"]
@@ -112,7 +113,7 @@ def test_compare_lists_tracked_policies_sorted_with_a_chart(trained, tmp_path, c
     _, cfg, uri, _ = trained
     study = journal_study(tmp_path / "journal.log")
     study.optimize(objective, n_trials=4)
-    from experiments.tracking.sync import sync_study
+    from tierwise.experiments.tracking.sync import sync_study
 
     sync_study(study, cfg=load_experiment(cfg))
     out = tmp_path / "cmp.png"
@@ -120,7 +121,7 @@ def test_compare_lists_tracked_policies_sorted_with_a_chart(trained, tmp_path, c
     text = capsys.readouterr().out
     lines = [ln for ln in text.splitlines() if ln[:1].isdigit()]
     assert len(lines) == 5 and "train knn/threshold" in text and "trial 3" in text
-    from experiments.tracking.sync import trial_metrics
+    from tierwise.experiments.tracking.sync import trial_metrics
 
     by_cost = sorted(study.trials, key=lambda t: trial_metrics(t)["cost_at_target"])
     order = [ln.split()[2] for ln in lines if ln.split()[1] == "trial"]  # "#  trial N  ..."
@@ -172,7 +173,7 @@ def test_missing_sqlite_store_is_a_clear_error(tmp_path, capsys):
 
 def test_sync_study_is_idempotent_and_rewrites_half_written_runs(trained, tmp_path):
     _, cfg_path, _uri, client = trained
-    from experiments.tracking.sync import SYNCED_TAG, sync_study
+    from tierwise.experiments.tracking.sync import SYNCED_TAG, sync_study
 
     cfg = load_experiment(cfg_path).model_copy(deep=True)
     cfg.tracking.experiment = "tinytrack-sync"
@@ -229,8 +230,8 @@ def test_track_sync_command_backfills_from_the_journal(trained, tmp_path, capsys
 
 def test_chosen_router_is_a_child_of_its_study_with_pareto_chart(trained, tmp_path):
     _, cfg_path, _uri, client = trained
-    from experiments.tracking.chosen import log_chosen_router
-    from experiments.training import prepare, train
+    from tierwise.experiments.tracking.chosen import log_chosen_router
+    from tierwise.experiments.training import prepare, train
 
     cfg = load_experiment(cfg_path)
     study = journal_study(tmp_path / "j.log", name="chosen-study")

@@ -13,19 +13,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from experiments.cli import main
-from experiments.config import load_experiment
-from experiments.tuning.config import TuneConfig
-from experiments.tuning.fastknn import NeighbourTable
-from experiments.tuning.objective import TrialEvaluator
-from experiments.tuning.session import TuneSession
-from experiments.tuning.space import resolve_space
-from experiments.tuning.workspace import Workspace
-from router.config import RouterConfig
-from router.core import Router
-from router.errors import ConfigError
-from router.predictors.knn import KNNPredictor
-from router.schema import parse_model
+from tierwise.experiments.cli import main
+from tierwise.experiments.config import load_experiment
+from tierwise.experiments.tuning.config import TuneConfig
+from tierwise.experiments.tuning.fastknn import NeighbourTable
+from tierwise.experiments.tuning.objective import TrialEvaluator
+from tierwise.experiments.tuning.session import TuneSession
+from tierwise.experiments.tuning.space import resolve_space
+from tierwise.experiments.tuning.workspace import Workspace
+from tierwise.router.config import RouterConfig
+from tierwise.router.core import Router
+from tierwise.router.errors import ConfigError
+from tierwise.router.predictors.knn import KNNPredictor
+from tierwise.router.schema import parse_model
 
 WORDS = ["math", "code", "poem", "story", "physics", "history", "sql", "python", "love", "war"]
 HARD = {"math", "code", "sql", "python", "physics"}
@@ -162,7 +162,7 @@ def test_fast_knn_equals_the_predictor() -> None:
 
 
 def test_cross_validated_predictions_come_from_models_fitted_on_the_other_folds(exp) -> None:
-    from router.predictors import get_predictor
+    from tierwise.router.predictors import get_predictor
 
     s = session(exp)
     ws = s.ws
@@ -192,7 +192,7 @@ def test_cross_validated_predictions_come_from_models_fitted_on_the_other_folds(
 )
 def test_one_fold_objective_reproduces_router_fit(tmp_path, predictor, policy, calibration) -> None:
     cfg = load_experiment(write_experiment(tmp_path))
-    from experiments.training import prepare
+    from tierwise.experiments.training import prepare
 
     prep = prepare(cfg, progress=False)
     tune = parse_model(TuneConfig, {"scheme": "cross_fit", "folds": 1}, source="tune")
@@ -215,7 +215,7 @@ def test_one_fold_objective_reproduces_router_fit(tmp_path, predictor, policy, c
 
 
 def test_trial_metrics_agree_with_the_evaluation_report(exp) -> None:
-    from eval.report import EvaluationConfig, compare
+    from tierwise.eval.report import EvaluationConfig, compare
 
     s = session(exp)
     rcfg = RouterConfig.model_validate(
@@ -434,8 +434,8 @@ def test_k_beyond_the_smallest_training_fold_falls_back_to_the_real_predictor(tm
 
 def test_with_a_target_tuning_never_sees_the_certification_prompts(tmp_path) -> None:
     """Certification tests knobs on half of the calibration split: trials must not score on it."""
-    from eval.guarantee import split_for_certification
-    from experiments.tuning.session import tuning_view
+    from tierwise.eval.guarantee import split_for_certification
+    from tierwise.experiments.tuning.session import tuning_view
 
     path = write_experiment(tmp_path)
     text = path.read_text(encoding="utf-8")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_tune import write_experiment
 
-from experiments.cli import main
-from experiments.tuning.storage import open_storage
+from tierwise.experiments.cli import main
+from tierwise.experiments.tuning.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -22,7 +22,7 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 def _tune_cmd(path: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "experiments.cli", "tune", str(path),
+        sys.executable, "-m", "tierwise.experiments.cli", "tune", str(path),
         "--no-progress", "--no-report", "--no-track", *extra,
     ]  # fmt: skip
 

@@ -4,14 +4,14 @@ Wide logs (a column per model) and long logs (a row per prompt × model), in CSV
 JSONL or Hugging Face datasets, joined on an id when a dataset comes in pieces.
 """
 
-from eval.importers.config import (
+from tierwise.eval.importers.config import (
     ColumnsConfig,
     CostConfig,
     DataConfig,
     LabelConfig,
     SourceConfig,
 )
-from eval.importers.load import import_dataset
+from tierwise.eval.importers.load import import_dataset
 
 __all__ = [
     "ColumnsConfig",

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from router.schema import StrictModel
+from tierwise.router.schema import StrictModel
 
 FieldSpec = str | dict[str, str]
 PER_MODEL_FIELDS = (

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from eval.importers.config import DataConfig, SourceConfig
-from eval.importers.labels import to_quality
-from eval.importers.values import Where, parse_numbers, parse_text, text_lengths
-from router.errors import ConfigError, DataError
+from tierwise.eval.importers.config import DataConfig, SourceConfig
+from tierwise.eval.importers.labels import to_quality
+from tierwise.eval.importers.values import Where, parse_numbers, parse_text, text_lengths
+from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from eval.importers.config import LabelConfig
-from eval.importers.values import Where
-from router.errors import DataError
+from tierwise.eval.importers.config import LabelConfig
+from tierwise.eval.importers.values import Where
+from tierwise.router.errors import DataError
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from eval import costs
-from eval.dataset import ImportReport, RoutingDataset
-from eval.importers import long, wide
-from eval.importers.config import DataConfig
-from eval.importers.frame import SourceData, check_models_exist
-from eval.importers.labels import apply_missing_rule
-from eval.importers.readers import read_source, source_path
-from router.errors import ConfigError, DataError
-from router.pricing import PriceTable
+from tierwise.eval import costs
+from tierwise.eval.dataset import ImportReport, RoutingDataset
+from tierwise.eval.importers import long, wide
+from tierwise.eval.importers.config import DataConfig
+from tierwise.eval.importers.frame import SourceData, check_models_exist
+from tierwise.eval.importers.labels import apply_missing_rule
+from tierwise.eval.importers.readers import read_source, source_path
+from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.pricing import PriceTable
 
 FloatArray = npt.NDArray[np.float64]
 

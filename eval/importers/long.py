@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from eval.importers.config import DataConfig, SourceConfig
-from eval.importers.frame import (
+from tierwise.eval.importers.config import DataConfig, SourceConfig
+from tierwise.eval.importers.frame import (
     SourceData,
     id_column,
     parse_field,
@@ -15,8 +15,8 @@ from eval.importers.frame import (
     read_prompt_task,
     require_column,
 )
-from eval.importers.values import Where, parse_text
-from router.errors import ConfigError, DataError
+from tierwise.eval.importers.values import Where, parse_text
+from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
-from eval.importers.config import SourceConfig
-from router.errors import DataError
+from tierwise.eval.importers.config import SourceConfig
+from tierwise.router.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd

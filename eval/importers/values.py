@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import DataError
+from tierwise.router.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from eval.importers.config import DataConfig, FieldSpec, SourceConfig
-from eval.importers.frame import (
+from tierwise.eval.importers.config import DataConfig, FieldSpec, SourceConfig
+from tierwise.eval.importers.frame import (
     SourceData,
     check_unique,
     id_column,
@@ -22,8 +22,8 @@ from eval.importers.frame import (
     require_column,
     reserved_columns,
 )
-from eval.importers.values import Where
-from router.errors import ConfigError
+from tierwise.eval.importers.values import Where
+from tierwise.router.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

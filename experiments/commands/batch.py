@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.batch_io import OUTPUT_COLUMNS, Row, Writer, file_format, parquet_rows, read_rows
-from router.errors import ConfigError, DataError
+from tierwise.experiments.batch_io import (
+    OUTPUT_COLUMNS,
+    Row,
+    Writer,
+    file_format,
+    parquet_rows,
+    read_rows,
+)
+from tierwise.router.errors import ConfigError, DataError
 
 HELP = """\
 Route every prompt of INPUT with a router artifact and write one decision per row to
@@ -184,7 +191,7 @@ def route_file(
 
 
 def run(args: argparse.Namespace) -> int:
-    from router.runtime import limit_blas_threads, load_runtime
+    from tierwise.router.runtime import limit_blas_threads, load_runtime
 
     if not args.input.is_file():  # before the (slow) artifact load
         raise DataError(f"input {str(args.input)!r} does not exist or is not a file")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from eval.certify import TargetConfig
-    from eval.dataset import RoutingDataset
+    from tierwise.eval.certify import TargetConfig
+    from tierwise.eval.dataset import RoutingDataset
 
 HELP = """\
 Check a trained router's quality guarantee on newly labelled traffic. The traffic is
@@ -52,9 +52,9 @@ def _wrap(text: str) -> str:
 
 def load_traffic(path: str, progress: bool) -> tuple[RoutingDataset, TargetConfig | None]:
     """The labelled traffic of an experiment config (and its target), or of a bare data section."""
-    from eval.importers.config import DataConfig
-    from experiments.config import load_dataset, load_experiment
-    from router.schema import parse_model, read_yaml
+    from tierwise.eval.importers.config import DataConfig
+    from tierwise.experiments.config import load_dataset, load_experiment
+    from tierwise.router.schema import parse_model, read_yaml
 
     raw = read_yaml(path)
     if isinstance(raw, dict) and "sources" in raw and "data" not in raw:
@@ -67,10 +67,10 @@ def load_traffic(path: str, progress: bool) -> tuple[RoutingDataset, TargetConfi
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.guarantee import advice
-    from eval.guarantee_check import check_router, recertify
-    from router.core import Router
-    from router.errors import DataError
+    from tierwise.eval.guarantee import advice
+    from tierwise.eval.guarantee_check import check_router, recertify
+    from tierwise.router.core import Router
+    from tierwise.router.errors import DataError
 
     router = Router.load(args.artifact)
     data, target = load_traffic(args.config, progress=not args.no_progress)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 HELP = """\
 Compare the routing policies tracked in MLflow: trained routers, tuning trials and the
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.tracking.compare import (
+    from tierwise.experiments.tracking.compare import (
         KINDS,
         SORT_KEYS,
         format_table,
@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         plot_runs,
         sort_runs,
     )
-    from experiments.tracking.config import TrackingConfig, sqlite_path
-    from experiments.tracking.store import check_reachable, connect
+    from tierwise.experiments.tracking.config import TrackingConfig, sqlite_path
+    from tierwise.experiments.tracking.store import check_reachable, connect
 
     t0 = time.perf_counter()
     if args.sort not in SORT_KEYS:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"`--kind` must be one of {list(KINDS)}, got {bad[0]!r}")
     if args.config:
-        from experiments.config import load_experiment
+        from tierwise.experiments.config import load_experiment
 
         cfg = load_experiment(args.config)
         tracking = cfg.tracking.resolve(cfg.name, tracking_uri=args.tracking_uri)

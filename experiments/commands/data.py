@@ -39,8 +39,8 @@ def register(subparsers: Any) -> None:
 
 def summarize(config: str | Path) -> dict[str, Any]:
     """Everything `inspect` prints, as a JSON-ready dict."""
-    from eval.baselines import oracle_choices
-    from experiments.config import load_dataset, load_experiment
+    from tierwise.eval.baselines import oracle_choices
+    from tierwise.experiments.config import load_dataset, load_experiment
 
     cfg = load_experiment(config)
     t0 = time.perf_counter()

@@ -65,10 +65,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from eval.report import compare_dataset
-    from eval.splits import make_splits
-    from experiments.config import load_dataset, load_experiment
-    from router.errors import ConfigError
+    from tierwise.eval.report import compare_dataset
+    from tierwise.eval.splits import make_splits
+    from tierwise.experiments.config import load_dataset, load_experiment
+    from tierwise.router.errors import ConfigError
 
     if not args.baselines and not args.artifact:
         raise ConfigError(
@@ -129,8 +129,8 @@ def _router_sweep(path: str, ds: Any) -> tuple[str, Any, int]:
     """A saved router's choices over its knob grid on ``ds`` (dataset model indices), its knob."""
     import numpy as np
 
-    from router.core import Router
-    from router.errors import ConfigError
+    from tierwise.router.core import Router
+    from tierwise.router.errors import ConfigError
 
     router = Router.load(path)
     missing = [m for m in router.models_ if m not in ds.models]

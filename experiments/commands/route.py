@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from router.errors import DataError
+from tierwise.router.errors import DataError
 
 HELP = """\
 Route prompts with a saved router artifact. Give prompts as arguments, or a file with
@@ -52,7 +52,7 @@ def read_prompts(path: Path) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from router.core import Router
+    from tierwise.router.core import Router
 
     prompts: list[Any] = list(args.prompts)
     if args.file:

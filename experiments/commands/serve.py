@@ -11,7 +11,7 @@ import socket
 import threading
 from typing import Any
 
-from router.errors import ConfigError, TierwiseError
+from tierwise.router.errors import ConfigError, TierwiseError
 
 HELP = """\
 Serve a router artifact over HTTP. POST /route takes {"prompt": "..."} or
@@ -145,21 +145,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from router.serve.app import create_app
+        from tierwise.router.serve.app import create_app
     except ImportError as err:
         raise ConfigError(
             f"`tierwise serve` needs fastapi and uvicorn ({err}); install them with "
             "`pip install 'tierwise[serve]'`"
         ) from None
-    from router.serve.schemas import Limits
+    from tierwise.router.serve.schemas import Limits
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be from 0 to 65535, got {args.port}")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from router.embed.sentence import available_cpus
-    from router.runtime import limit_blas_threads
+    from tierwise.router.embed.sentence import available_cpus
+    from tierwise.router.runtime import limit_blas_threads
 
     limit_blas_threads(1)
     # One batching worker runs the model while the event loop parses and answers HTTP: give

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 if TYPE_CHECKING:
-    from experiments.config import ExperimentConfig
-    from experiments.training import Prepared, TrainResult
+    from tierwise.experiments.config import ExperimentConfig
+    from tierwise.experiments.training import Prepared, TrainResult
 
 HELP = """\
 MLflow tracking. `tierwise track check CONFIG` says where runs go and whether that store
@@ -52,8 +52,8 @@ def track_training(
     result: TrainResult, prep: Prepared, cfg: ExperimentConfig, tracking_uri: str | None
 ) -> str | None:
     """`tierwise train`'s hook: log the run; an outage is a warning (the artifact is saved)."""
-    from experiments.tracking.runs import log_training
-    from experiments.tracking.store import TrackingUnavailable
+    from tierwise.experiments.tracking.runs import log_training
+    from tierwise.experiments.tracking.store import TrackingUnavailable
 
     tracking = cfg.tracking.resolve(cfg.name, tracking_uri=tracking_uri)
     try:
@@ -68,8 +68,8 @@ def track_training(
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from experiments.config import load_experiment
-    from experiments.tracking.store import connect
+    from tierwise.experiments.config import load_experiment
+    from tierwise.experiments.tracking.store import connect
 
     cfg = load_experiment(args.config)
     tracking = cfg.tracking.resolve(cfg.name, tracking_uri=args.tracking_uri)
@@ -90,7 +90,7 @@ def run_check(args: argparse.Namespace) -> int:
 def _tuning_storage() -> Any:
     """The tuner's storage helpers (flock-locked journals), when the tuning package is there."""
     try:
-        return importlib.import_module("experiments.tuning.storage")
+        return importlib.import_module("tierwise.experiments.tuning.storage")
     except ImportError:
         return None
 
@@ -125,8 +125,8 @@ def default_storage(cfg: ExperimentConfig) -> str:
 def run_sync(args: argparse.Namespace) -> int:
     import optuna
 
-    from experiments.config import load_experiment
-    from experiments.tracking.sync import sync_study
+    from tierwise.experiments.config import load_experiment
+    from tierwise.experiments.tracking.sync import sync_study
 
     cfg = load_experiment(args.config)
     spec = args.storage or default_storage(cfg)

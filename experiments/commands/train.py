@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.config import load_experiment
-    from experiments.training import prepare, train
+    from tierwise.experiments.config import load_experiment
+    from tierwise.experiments.training import prepare, train
 
     cfg = load_experiment(args.config)
     out = args.out or Path("runs") / cfg.name
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if result.certificate is not None:
         print(f"policy {r.config.policy.name}: certified for the config's target")
         print(textwrap.fill(result.certificate.explain(), width=100))
-        from eval.guarantee import advice
+        from tierwise.eval.guarantee import advice
 
         hint = advice(result.certificate)
         if hint:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nartifact: {result.artifact}\nchart:    {result.plot}  ({result.seconds:.1f}s)")
     track = cfg.tracking.enabled if args.track is None else args.track
     if track:
-        from experiments.commands.track import track_training
+        from tierwise.experiments.commands.track import track_training
 
         track_training(result, prep, cfg, args.tracking_uri)
     return 0

@@ -68,9 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.config import load_experiment
-    from experiments.tuning.hooks import TrackingHook, tracking_available
-    from experiments.tuning.session import TuneSession
+    from tierwise.experiments.config import load_experiment
+    from tierwise.experiments.tuning.hooks import TrackingHook, tracking_available
+    from tierwise.experiments.tuning.session import TuneSession
 
     cfg = load_experiment(args.config)
     overrides = {

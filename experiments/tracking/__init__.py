@@ -7,7 +7,7 @@ Importing this package is cheap: MLflow is imported inside the functions that us
 model; ``compare`` reads runs back into a table and a chart.
 """
 
-from experiments.tracking.config import TrackingConfig
-from experiments.tracking.store import TrackingUnavailable
+from tierwise.experiments.tracking.config import TrackingConfig
+from tierwise.experiments.tracking.store import TrackingUnavailable
 
 __all__ = ["TrackingConfig", "TrackingUnavailable"]

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from experiments.tracking.runs import finite_metrics, log_router_run
-from experiments.tracking.store import connect, ensure_experiment, tracking_errors
-from experiments.tracking.sync import parent_run
+from tierwise.experiments.tracking.runs import finite_metrics, log_router_run
+from tierwise.experiments.tracking.store import connect, ensure_experiment, tracking_errors
+from tierwise.experiments.tracking.sync import parent_run
 
 if TYPE_CHECKING:
     import optuna
 
-    from experiments.config import ExperimentConfig
-    from experiments.training import Prepared, TrainResult
+    from tierwise.experiments.config import ExperimentConfig
+    from tierwise.experiments.training import Prepared, TrainResult
 
 
 def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:

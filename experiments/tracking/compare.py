@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from experiments.tracking.runs import CURVE_TAG
-from experiments.tracking.store import find_experiment, tracking_errors
-from experiments.tracking.sync import search_all
-from router.errors import ConfigError
+from tierwise.experiments.tracking.runs import CURVE_TAG
+from tierwise.experiments.tracking.store import find_experiment, tracking_errors
+from tierwise.experiments.tracking.sync import search_all
+from tierwise.router.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

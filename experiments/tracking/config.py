@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, Field
 
-from router.schema import StrictModel
+from tierwise.router.schema import StrictModel
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACTS_DIR = "mlartifacts"

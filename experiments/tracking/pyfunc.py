@@ -1,6 +1,7 @@
 """Log a router artifact as an MLflow pyfunc model (and register it as a new model version).
 
-The model is logged from code (``pyfunc_model.py``): no pickle. ``router/`` travels with it as
+The model is logged from code (``pyfunc_model.py``): no pickle. ``tierwise.router`` (inside a
+``tierwise/`` folder holding only the namespace's ``__init__``) travels with it as
 ``code_paths``, so `mlflow models serve` can load it where tierwise is not installed, given the
 pinned runtime requirements (numpy, pydantic, pyyaml, pandas, plus the embedder's own stack).
 """
@@ -14,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import router as router_pkg
-from router.errors import ArtifactError
+import tierwise
+import tierwise.router as router_pkg
+from tierwise.router.errors import ArtifactError
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 MODEL_NAME = "router"
@@ -47,7 +49,7 @@ def requirements(embedder_spec: str) -> list[str]:
 def artifact_embedder(artifact: str | Path) -> str:
     """The embedder serving will run: "onnx" when `tierwise export` bundled one (no torch
     needed), else the spec the router was trained with. Reads the manifest only."""
-    from router.artifact import artifact_info
+    from tierwise.router.artifact import artifact_info
 
     payload = artifact_info(artifact).get("payload") or {}
     if isinstance(payload.get("runtime_embedder"), dict):
@@ -75,10 +77,17 @@ def signature() -> Any:
 
 
 def _router_code(tmp: Path) -> str:
-    """A clean copy of the router package (no __pycache__) to ship with the model."""
-    dest = tmp / "router"
+    """A clean copy of ``tierwise.router`` (no __pycache__) to ship with the model, inside a
+    ``tierwise/`` package so that it imports under the same name as when installed. Models
+    registered before the namespace move ship a bare ``router/`` with their own loader code,
+    so they keep loading."""
+    dest = tmp / "tierwise"
+    dest.mkdir()
+    shutil.copy2(Path(tierwise.__file__), dest / "__init__.py")
     shutil.copytree(
-        Path(router_pkg.__file__).parent, dest, ignore=shutil.ignore_patterns("__pycache__")
+        Path(router_pkg.__file__).parent,
+        dest / "router",
+        ignore=shutil.ignore_patterns("__pycache__"),
     )
     return str(dest)
 

@@ -1,8 +1,8 @@
 """The MLflow pyfunc model of a tierwise router, logged as *code* (MLflow "models from code").
 
 MLflow runs this file when it loads the model, so nothing is pickled (tierwise artifacts are
-pickle-free too). It needs only ``router`` (shipped with the model as ``code_paths``), pandas and
-mlflow. The router artifact itself is the model's ``router`` artifact.
+pickle-free too). It needs only ``tierwise.router`` (shipped with the model as ``code_paths``),
+pandas and mlflow. The router artifact itself is the model's ``router`` artifact.
 
 Input: a DataFrame with a ``prompt`` column (or a single column), a list of prompts, a dict
 ``{"prompt": str | list}`` or a single string; the signature is one unnamed string column so
@@ -66,7 +66,7 @@ class TierwiseRouterModel(PythonModel):
     """Routes prompts with the router artifact logged beside it."""
 
     def load_context(self, context: Any) -> None:
-        from router.core import Router
+        from tierwise.router.core import Router
 
         self.router = Router.load(context.artifacts["router"])
 

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from experiments.tracking.store import connect, ensure_experiment, tracking_errors
+from tierwise.experiments.tracking.store import connect, ensure_experiment, tracking_errors
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from eval.report import ComparisonReport
-    from experiments.config import ExperimentConfig
-    from experiments.tracking.config import ResolvedTracking
-    from experiments.training import Prepared, TrainResult
+    from tierwise.eval.report import ComparisonReport
+    from tierwise.experiments.config import ExperimentConfig
+    from tierwise.experiments.tracking.config import ResolvedTracking
+    from tierwise.experiments.training import Prepared, TrainResult
 
 MAX_PARAM = 6000  # MLflow's limit on a param value
 CURVE_TAG = "tierwise.curve"  # (cost per 1k, quality) points, read back by `tierwise compare`
@@ -95,7 +95,7 @@ def policy_metrics(report: ComparisonReport, name: str) -> dict[str, float]:
 
 def routing_latency_ms(artifact: Path, prompts: Iterable[str]) -> dict[str, float]:
     """Per-prompt latency of the saved router, one prompt per call, no embedding cache."""
-    from router.core import Router
+    from tierwise.router.core import Router
 
     router = Router.load(str(artifact))
     router.config = router.config.model_copy(update={"cache_dir": None})
@@ -116,7 +116,7 @@ def routing_latency_ms(artifact: Path, prompts: Iterable[str]) -> dict[str, floa
 
 
 def run_params(result: TrainResult, prep: Prepared, cfg: ExperimentConfig) -> dict[str, str]:
-    from router import __version__
+    from tierwise.router import __version__
 
     r = result.router
     params = flatten(cfg.model_dump(mode="json", by_alias=True))
@@ -259,7 +259,7 @@ def _log_model(
     register: bool,
 ) -> str | None:
     """Log (and maybe register) the pyfunc model in the run; the new version, if registered."""
-    from experiments.tracking.pyfunc import log_router_model
+    from tierwise.experiments.tracking.pyfunc import log_router_model
 
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(tracking.uri)

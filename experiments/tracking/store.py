@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from experiments.tracking.config import ResolvedTracking, sqlite_path
-from router.errors import ConfigError, TierwiseError
+from tierwise.experiments.tracking.config import ResolvedTracking, sqlite_path
+from tierwise.router.errors import ConfigError, TierwiseError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

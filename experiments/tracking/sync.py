@@ -16,22 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from experiments.tracking.runs import (
+from tierwise.experiments.tracking.runs import (
     CURVE_TAG,
     curve_tag,
     finite_metrics,
     flatten,
     log_batch,
 )
-from experiments.tracking.store import connect, ensure_experiment, tracking_errors
+from tierwise.experiments.tracking.store import connect, ensure_experiment, tracking_errors
 
 if TYPE_CHECKING:
     import optuna
     from mlflow import MlflowClient
 
-    from experiments.config import ExperimentConfig
-    from experiments.tracking.config import ResolvedTracking
-    from experiments.training import Prepared
+    from tierwise.experiments.config import ExperimentConfig
+    from tierwise.experiments.tracking.config import ResolvedTracking
+    from tierwise.experiments.training import Prepared
 
 SYNCED_TAG = "tierwise.synced"
 

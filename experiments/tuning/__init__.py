@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experiments.tuning.config import TuneConfig
+from tierwise.experiments.tuning.config import TuneConfig
 
 if TYPE_CHECKING:
-    from experiments.config import ExperimentConfig
+    from tierwise.experiments.config import ExperimentConfig
 
 __all__ = ["TuneConfig", "default_storage"]
 
 
 def default_storage(cfg: ExperimentConfig) -> str:
     """Where `tierwise tune` keeps this config's study (journal file or database URL)."""
-    from experiments.tuning.storage import default_storage as _default
+    from tierwise.experiments.tuning.storage import default_storage as _default
 
     return _default(cfg)

@@ -38,8 +38,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from router.normalize import NormalizationConfig
-from router.schema import StrictModel
+from tierwise.router.normalize import NormalizationConfig
+from tierwise.router.schema import StrictModel
 
 
 class ParamRange(StrictModel):

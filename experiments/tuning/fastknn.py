@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from router.predictors.base import (
+from tierwise.router.predictors.base import (
     STATE_FORMAT,
     FloatArray,
     QualityPredictor,
     check_labels,
     check_X,
 )
-from router.predictors.knn import KNNPredictor, similarities
+from tierwise.router.predictors.knn import KNNPredictor, similarities
 
 _CHUNK = 1024  # as in router/predictors/knn.py, so each similarity block is computed alike
 

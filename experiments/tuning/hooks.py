@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from experiments.config import ExperimentConfig
-    from experiments.training import Prepared
-    from experiments.tuning.report import TuneReport
+    from tierwise.experiments.config import ExperimentConfig
+    from tierwise.experiments.training import Prepared
+    from tierwise.experiments.tuning.report import TuneReport
 
 
 class TrackingHook:
@@ -43,13 +43,13 @@ class TrackingHook:
         self.sync(study)
 
     def sync(self, study: optuna.Study) -> Any:
-        from experiments.tracking.sync import sync_study
+        from tierwise.experiments.tracking.sync import sync_study
 
         return sync_study(study, cfg=self.cfg, prep=self.prep, tracking_uri=self.tracking_uri)
 
     def chosen(self, study: optuna.Study, report: TuneReport) -> list[str]:
         """Log each chosen router (test metrics, artifact, Pareto chart) under the study's run."""
-        from experiments.tracking.chosen import log_chosen_router
+        from tierwise.experiments.tracking.chosen import log_chosen_router
 
         pareto = report.files.get("trials_png")
         run_ids = []
@@ -71,7 +71,7 @@ class TrackingHook:
 
 def tracking_available() -> bool:
     try:
-        import experiments.tracking.sync  # noqa: F401
+        import tierwise.experiments.tracking.sync  # noqa: F401
     except ImportError:
         return False
     return True

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from experiments.tuning.workspace import EmbeddingSpace, Workspace
-from router.calibration import Calibrator, brier_score, expected_calibration_error
-from router.config import RouterConfig
-from router.core import realized_curve, select_knob
-from router.policies import Policy, get_policy
-from router.predictors import QualityPredictor, get_predictor
-from router.predictors.base import FloatArray
+from tierwise.experiments.tuning.workspace import EmbeddingSpace, Workspace
+from tierwise.router.calibration import Calibrator, brier_score, expected_calibration_error
+from tierwise.router.config import RouterConfig
+from tierwise.router.core import realized_curve, select_knob
+from tierwise.router.policies import Policy, get_policy
+from tierwise.router.predictors import QualityPredictor, get_predictor
+from tierwise.router.predictors.base import FloatArray
 
 LOW_FIDELITY = 1 / 3  # share of train a slow predictor is first fitted on when pruning
 LATENCY_BATCH = 64  # prompts per timed routing call
@@ -223,7 +223,7 @@ class TrialEvaluator:
         return Evaluation(cfg, knobs, choices, curve, index, target, feasible, metrics)
 
     def _metrics(self, curve: FloatArray, index: int, target: float) -> dict[str, float]:
-        from eval.metrics import aiq, gap_closed
+        from tierwise.eval.metrics import aiq, gap_closed
 
         ws = self.ws
         q, c = float(curve[index, 0]), float(curve[index, 1])

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from eval.report import Row
-    from experiments.training import TrainResult
-    from router.config import RouterConfig
+    from tierwise.eval.report import Row
+    from tierwise.experiments.training import TrainResult
+    from tierwise.router.config import RouterConfig
 
 
 def _usd(x: float | None) -> str:

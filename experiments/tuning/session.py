@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from experiments.tuning.config import TuneConfig
-from experiments.tuning.objective import TrialEvaluator
-from experiments.tuning.report import (
+from tierwise.experiments.tuning.config import TuneConfig
+from tierwise.experiments.tuning.objective import TrialEvaluator
+from tierwise.experiments.tuning.report import (
     Chosen,
     TuneReport,
     choose_trials,
@@ -25,16 +25,22 @@ from experiments.tuning.report import (
     plot_trials,
     write_json,
 )
-from experiments.tuning.space import resolve_space, space_fingerprint
-from experiments.tuning.storage import default_storage, is_database, open_storage, redact
-from experiments.tuning.study import Objective, RunSummary, TrialHook, open_study, run_trials
-from experiments.tuning.workspace import Workspace, describe_data
-from router.config import RouterConfig
-from router.schema import parse_model
+from tierwise.experiments.tuning.space import resolve_space, space_fingerprint
+from tierwise.experiments.tuning.storage import default_storage, is_database, open_storage, redact
+from tierwise.experiments.tuning.study import (
+    Objective,
+    RunSummary,
+    TrialHook,
+    open_study,
+    run_trials,
+)
+from tierwise.experiments.tuning.workspace import Workspace, describe_data
+from tierwise.router.config import RouterConfig
+from tierwise.router.schema import parse_model
 
 if TYPE_CHECKING:
-    from experiments.config import ExperimentConfig
-    from experiments.training import Prepared, TrainResult
+    from tierwise.experiments.config import ExperimentConfig
+    from tierwise.experiments.training import Prepared, TrainResult
 
 
 def tune_config(cfg: ExperimentConfig, overrides: dict[str, Any] | None = None) -> TuneConfig:
@@ -52,7 +58,7 @@ class TuneSession:
         overrides: dict[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
-        from experiments.training import prepare
+        from tierwise.experiments.training import prepare
 
         self.cfg = cfg
         self.tune = tune_config(cfg, overrides)
@@ -116,7 +122,7 @@ class TuneSession:
         return self.tune.target.describe(self.ws.reference_model)
 
     def _train(self, rcfg: RouterConfig) -> TrainResult:
-        from experiments.training import train
+        from tierwise.experiments.training import train
 
         cfg = self.cfg.model_copy(update={"router": rcfg})
         return train(cfg, prep=self.prep, progress=self.progress)
@@ -129,7 +135,7 @@ class TuneSession:
 
     def report(self, out_dir: Path | None = None, *, include_default: bool = True) -> TuneReport:
         """Re-fit the chosen trials, score each once on test, save artifact, charts and JSON."""
-        from eval.report import EvaluationConfig, compare_dataset
+        from tierwise.eval.report import EvaluationConfig, compare_dataset
 
         trials, feasible = choose_trials(self.study, self.tune.mode, self.tune.report_top)
         chosen = []
@@ -231,7 +237,7 @@ def tuning_view(prep: Prepared) -> Prepared:
         return prep
     from dataclasses import replace
 
-    from eval.guarantee import split_for_certification
+    from tierwise.eval.guarantee import split_for_certification
 
     part = split_for_certification(prep.calibration.prompts, seed=prep.config.split.seed)
     return replace(prep, calibration=prep.calibration.subset(part.calibrator))

@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args
 
-from experiments.tuning.config import Choices, Fixed, ParamRange, ParamSpec, TuneConfig
-from router.config import CalibrationConfig, RouterConfig
-from router.errors import ConfigError
-from router.normalize import NormalizationConfig
-from router.policies import available_policies, get_policy
-from router.predictors import get_predictor
-from router.predictors.registry import available_predictors, predictor_class
+from tierwise.experiments.tuning.config import Choices, Fixed, ParamRange, ParamSpec, TuneConfig
+from tierwise.router.config import CalibrationConfig, RouterConfig
+from tierwise.router.errors import ConfigError
+from tierwise.router.normalize import NormalizationConfig
+from tierwise.router.policies import available_policies, get_policy
+from tierwise.router.predictors import get_predictor
+from tierwise.router.predictors.registry import available_predictors, predictor_class
 
 if TYPE_CHECKING:
     import optuna

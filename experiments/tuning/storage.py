@@ -19,12 +19,12 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.errors import ConfigError
+from tierwise.router.errors import ConfigError
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from experiments.config import ExperimentConfig
+    from tierwise.experiments.config import ExperimentConfig
 
 JOURNAL_NAME = "optuna.journal"
 HEARTBEAT_S = 10  # database storages: a trial whose worker stops beating for GRACE_S is failed

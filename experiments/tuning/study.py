@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from experiments.tuning.config import TuneConfig
-from experiments.tuning.objective import TrialEvaluator
-from experiments.tuning.space import ResolvedSpace, suggest_config
-from router.config import RouterConfig
-from router.errors import ConfigError, TierwiseError
+from tierwise.experiments.tuning.config import TuneConfig
+from tierwise.experiments.tuning.objective import TrialEvaluator
+from tierwise.experiments.tuning.space import ResolvedSpace, suggest_config
+from tierwise.router.config import RouterConfig
+from tierwise.router.errors import ConfigError, TierwiseError
 
 if TYPE_CHECKING:
     import optuna

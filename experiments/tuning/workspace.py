@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from experiments.tuning.config import TuneConfig
-from experiments.tuning.fastknn import NeighbourTable
-from experiments.tuning.space import ResolvedSpace
-from router.config import RouterConfig
-from router.core import Router
-from router.errors import ConfigError
-from router.expected_cost import ExpectedCostModel, prompt_chars
-from router.normalize import NormalizationConfig
-from router.policies import reference_cost
-from router.predictors.base import FloatArray
-from router.predictors.knn import KNNPredictor
+from tierwise.experiments.tuning.config import TuneConfig
+from tierwise.experiments.tuning.fastknn import NeighbourTable
+from tierwise.experiments.tuning.space import ResolvedSpace
+from tierwise.router.config import RouterConfig
+from tierwise.router.core import Router
+from tierwise.router.errors import ConfigError
+from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
+from tierwise.router.normalize import NormalizationConfig
+from tierwise.router.policies import reference_cost
+from tierwise.router.predictors.base import FloatArray
+from tierwise.router.predictors.knn import KNNPredictor
 
 if TYPE_CHECKING:
-    from experiments.training import Prepared
+    from tierwise.experiments.training import Prepared
 
 
 @dataclass
@@ -94,8 +94,8 @@ class Workspace:
         *,
         progress: bool = True,
     ) -> None:
-        from eval.report import EvaluationConfig, compare
-        from experiments.training import cache_dir
+        from tierwise.eval.report import EvaluationConfig, compare
+        from tierwise.experiments.training import cache_dir
 
         self.prep, self.tune, self.resolved, self.base = prep, tune, space, base
         train, cal = prep.train, prep.calibration
@@ -212,7 +212,7 @@ class Workspace:
         )
 
     def space_for(self, cfg: RouterConfig) -> EmbeddingSpace:
-        from experiments.tuning.space import normalization_label
+        from tierwise.experiments.tuning.space import normalization_label
 
         key = (cfg.embedder.name, normalization_label(cfg.normalization))
         if key not in self.spaces:
@@ -221,7 +221,7 @@ class Workspace:
 
     def ensure(self, cfg: RouterConfig, *, progress: bool = False) -> EmbeddingSpace:
         """The space for ``cfg``, embedding it first if the search space did not include it."""
-        from experiments.tuning.space import normalization_label
+        from tierwise.experiments.tuning.space import normalization_label
 
         key = (cfg.embedder.name, normalization_label(cfg.normalization))
         if key not in self.spaces:

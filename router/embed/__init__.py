@@ -6,19 +6,19 @@
 imports torch: models load when an embedder is built.
 """
 
-from router.embed import hashing as _hashing
-from router.embed import onnx as _onnx
-from router.embed import sentence as _sentence
-from router.embed.base import (
+from tierwise.router.embed import hashing as _hashing
+from tierwise.router.embed import onnx as _onnx
+from tierwise.router.embed import sentence as _sentence
+from tierwise.router.embed.base import (
     Embedder,
     available_embedders,
     get_embedder,
     l2_normalize,
     register_embedder,
 )
-from router.embed.hashing import HashingEmbedder
-from router.embed.onnx import OnnxEmbedder
-from router.embed.sentence import SentenceTransformerEmbedder
+from tierwise.router.embed.hashing import HashingEmbedder
+from tierwise.router.embed.onnx import OnnxEmbedder
+from tierwise.router.embed.sentence import SentenceTransformerEmbedder
 
 DEFAULT_EMBEDDER = "minilm"
 

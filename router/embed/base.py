@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ConfigError, DataError
+from tierwise.router.errors import ConfigError, DataError
 
 FloatMatrix = npt.NDArray[np.float32]
 

@@ -13,8 +13,8 @@ import zlib
 
 import numpy as np
 
-from router.embed.base import Embedder, register_embedder
-from router.errors import ConfigError
+from tierwise.router.embed.base import Embedder, register_embedder
+from tierwise.router.errors import ConfigError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _VERSION = 1  # bump when features change: it is part of the identity, so caches stay correct

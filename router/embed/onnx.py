@@ -21,10 +21,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError
 
-from router.embed.base import Embedder, register_embedder
-from router.embed.sentence import available_cpus
-from router.errors import ArtifactError, ConfigError
-from router.schema import StrictModel, format_validation_error
+from tierwise.router.embed.base import Embedder, register_embedder
+from tierwise.router.embed.sentence import available_cpus
+from tierwise.router.errors import ArtifactError, ConfigError
+from tierwise.router.schema import StrictModel, format_validation_error
 
 FORMAT = "tierwise-onnx-embedder"
 FORMAT_VERSION = 1

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from router.embed.base import Embedder, register_embedder
-from router.errors import ConfigError
+from tierwise.router.embed.base import Embedder, register_embedder
+from tierwise.router.errors import ConfigError
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 # Files that do not change what the model computes; hashing them would split caches needlessly.

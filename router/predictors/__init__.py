@@ -4,9 +4,9 @@ Every implementation trains with numpy (scikit-learn imported lazily inside ``fi
 used) and predicts in pure numpy from an exported ``(params, arrays)`` state.
 """
 
-from router.predictors import knn, logreg, mf, mlp, stack  # noqa: F401 - registers the predictors
-from router.predictors.base import NotFittedError, QualityPredictor, State
-from router.predictors.registry import (
+from tierwise.router.predictors import knn, logreg, mf, mlp, stack  # noqa: F401 - registers the predictors
+from tierwise.router.predictors.base import NotFittedError, QualityPredictor, State
+from tierwise.router.predictors.registry import (
     available_predictors,
     get_predictor,
     load_predictor,

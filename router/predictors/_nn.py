@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.predictors.base import FloatArray, sigmoid
+from tierwise.router.predictors.base import FloatArray, sigmoid
 
 Params = dict[str, FloatArray]
 # forward(params, X) -> (logits (n, m), backward(dlogits) -> grads)

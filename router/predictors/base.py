@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ArtifactError, ConfigError, DataError, TierwiseError
+from tierwise.router.errors import ArtifactError, ConfigError, DataError, TierwiseError
 
 FloatArray = npt.NDArray[np.float64]
 State = tuple[dict[str, Any], dict[str, np.ndarray]]

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from router.predictors.base import (
+from tierwise.router.predictors.base import (
     FloatArray,
     QualityPredictor,
     require_choice,
     require_float,
     require_int,
 )
-from router.predictors.registry import register_predictor
+from tierwise.router.predictors.registry import register_predictor
 
 _CHUNK = 1024  # query rows per similarity block: bounds memory at 1024 × n_train floats
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from router.predictors.base import (
+from tierwise.router.predictors.base import (
     FloatArray,
     QualityPredictor,
     logit,
@@ -24,7 +24,7 @@ from router.predictors.base import (
     require_int,
     sigmoid,
 )
-from router.predictors.registry import register_predictor
+from tierwise.router.predictors.registry import register_predictor
 
 
 def smoothed_mean(y: FloatArray, w: FloatArray) -> float:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from router.errors import ConfigError
-from router.predictors import _nn
-from router.predictors.base import (
+from tierwise.router.errors import ConfigError
+from tierwise.router.predictors import _nn
+from tierwise.router.predictors.base import (
     FloatArray,
     QualityPredictor,
     require_choice,
@@ -26,7 +26,7 @@ from router.predictors.base import (
     require_seed,
     sigmoid,
 )
-from router.predictors.registry import register_predictor
+from tierwise.router.predictors.registry import register_predictor
 
 
 def _make_forward(activation: str) -> _nn.Forward:

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from router.errors import ArtifactError, ConfigError
-from router.predictors.base import QualityPredictor
+from tierwise.router.errors import ArtifactError, ConfigError
+from tierwise.router.predictors.base import QualityPredictor
 
 P = TypeVar("P", bound=type[QualityPredictor])
 

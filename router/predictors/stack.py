@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.errors import ArtifactError, ConfigError, DataError
-from router.predictors.base import (
+from tierwise.router.errors import ArtifactError, ConfigError, DataError
+from tierwise.router.predictors.base import (
     FloatArray,
     QualityPredictor,
     logit,
@@ -38,7 +38,7 @@ from router.predictors.base import (
     require_seed,
     sigmoid,
 )
-from router.predictors.registry import get_predictor, load_predictor, register_predictor
+from tierwise.router.predictors.registry import get_predictor, load_predictor, register_predictor
 
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"name": "knn", "params": {}},

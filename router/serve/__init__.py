@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from router.serve.schemas import Limits
+from tierwise.router.serve.schemas import Limits
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -18,6 +18,6 @@ __all__ = ["Limits", "create_app"]
 
 def create_app(artifact: str, **kwargs: Any) -> FastAPI:
     """Build the service for ``artifact``; see :func:`router.serve.app.create_app`."""
-    from router.serve.app import create_app as build
+    from tierwise.router.serve.app import create_app as build
 
     return build(artifact, **kwargs)

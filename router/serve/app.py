@@ -26,13 +26,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from router import __version__
-from router.decision import Decision
-from router.errors import TierwiseError
-from router.prompts import validate_batch
-from router.serve.batcher import Batcher
-from router.serve.metrics import CONTENT_TYPE, Metrics
-from router.serve.schemas import (
+from tierwise.router import __version__
+from tierwise.router.decision import Decision
+from tierwise.router.errors import TierwiseError
+from tierwise.router.prompts import validate_batch
+from tierwise.router.serve.batcher import Batcher
+from tierwise.router.serve.metrics import CONTENT_TYPE, Metrics
+from tierwise.router.serve.schemas import (
     BatchOut,
     ClientError,
     DecisionOut,
@@ -43,7 +43,7 @@ from router.serve.schemas import (
     decode_json,
     parse_route,
 )
-from router.serve.state import Loaded, RouterHolder
+from tierwise.router.serve.state import Loaded, RouterHolder
 
 log = logging.getLogger("tierwise.serve")
 Scope = MutableMapping[str, Any]

@@ -19,10 +19,10 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from router.decision import Decision
-from router.errors import TierwiseError
-from router.serve.metrics import Metrics
-from router.serve.state import Loaded, RouterHolder
+from tierwise.router.decision import Decision
+from tierwise.router.errors import TierwiseError
+from tierwise.router.serve.metrics import Metrics
+from tierwise.router.serve.state import Loaded, RouterHolder
 
 log = logging.getLogger("tierwise.serve")
 

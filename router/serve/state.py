@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router.artifact_io import ARRAYS_NAME, MANIFEST_NAME
-from router.errors import ArtifactError, TierwiseError
-from router.runtime import RuntimeRouter, load_runtime
+from tierwise.router.artifact_io import ARRAYS_NAME, MANIFEST_NAME
+from tierwise.router.errors import ArtifactError, TierwiseError
+from tierwise.router.runtime import RuntimeRouter, load_runtime
 
 log = logging.getLogger("tierwise.serve")
 Signature = tuple[tuple[str, int, int], ...]
