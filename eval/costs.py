@@ -84,11 +84,112 @@ def _check_non_negative(
 ) -> None:
     bad = np.flatnonzero(values < 0)
     if bad.size:
-        where = f"prompt id {ids[bad[0]]!r}" if ids is not None else f"row {bad[0]}"
         raise DataError(
-            f"{what} of model {model!r} must be >= 0, got {float(values[bad[0]])!r} at {where}; "
+            f"{what} of model {model!r} must be >= 0, got {float(values[bad[0]])!r} at "
+            f"{_where(ids, int(bad[0]))}; "
             "fix or drop that row"
         )
+
+
+def _where(ids: Sequence[str] | None, r: int) -> str:
+    return f"prompt id {ids[r]!r}" if ids is not None else f"row {r}"
+
+
+@dataclass
+class _Model:
+    """One model's columns while its costs are resolved (NaN = not logged)."""
+
+    name: str
+    logged: FloatArray
+    tin: FloatArray  # input tokens: logged, else estimated from the prompt
+    tout: FloatArray  # output tokens: logged, else estimated or assumed (NaN: unknown)
+    in_known: npt.NDArray[np.bool_]
+    out_known: npt.NDArray[np.bool_]
+    ochars: FloatArray
+
+
+def _model_columns(
+    model: str,
+    x: ModelCostInputs,
+    est_in: FloatArray,
+    ids: Sequence[str] | None,
+    chars_per_token: float,
+    assumed_output_tokens: float | None,
+) -> _Model:
+    n = len(est_in)
+    logged, lin, lout, ochars = (
+        _col(a, n) for a in (x.cost, x.input_tokens, x.output_tokens, x.output_chars)
+    )
+    for arr, what in ((logged, "logged cost"), (lin, "input tokens"), (lout, "output tokens")):
+        _check_non_negative(arr, what, model, ids)
+    in_known, out_known = np.isfinite(lin), np.isfinite(lout)
+    out_est = estimate_tokens(ochars, chars_per_token)
+    if assumed_output_tokens is not None:
+        out_est = np.where(np.isfinite(out_est), out_est, assumed_output_tokens)
+    return _Model(
+        name=model,
+        logged=logged,
+        tin=np.where(in_known, lin, est_in),
+        tout=np.where(out_known, lout, out_est),
+        in_known=in_known,
+        out_known=out_known,
+        ochars=ochars,
+    )
+
+
+def _priced(col: _Model, prices: PriceTable | None, ids: Sequence[str] | None) -> FloatArray:
+    """The logged cost, with the rows that have none priced from tokens."""
+    cost = col.logged.copy()
+    need = ~np.isfinite(col.logged)
+    if not need.any():
+        return cost
+    missing_out = need & ~np.isfinite(col.tout)
+    if missing_out.any():
+        raise DataError(
+            f"cost of model {col.name!r} is unknown at "
+            f"{_where(ids, int(np.flatnonzero(missing_out)[0]))}: the log has no cost, no "
+            "output tokens and no output text length for it; add a cost or token column, "
+            "or set `cost.assumed_output_tokens` in the data config"
+        )
+    if prices is None:
+        raise DataError(
+            f"model {col.name!r} has {int(need.sum())} rows without a logged cost and no "
+            "price table is configured; set `cost.prices` to a price table covering it"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        cost[need] = prices.cost(col.name, col.tin[need], col.tout[need])
+    bad = need & ~np.isfinite(cost * 1000.0)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"cost of model {col.name!r} at {_where(ids, r)} must be finite, got "
+            f"{float(cost[r])!r} ({col.tin[r]:g} input + {col.tout[r]:g} output tokens × the "
+            "price table); fix the token counts or the model's price"
+        )
+    return cost
+
+
+def _counts(col: _Model) -> dict[str, int]:
+    need = ~np.isfinite(col.logged)
+    return {
+        "logged": int((~need).sum()),
+        "tokens": int((need & col.in_known & col.out_known).sum()),
+        "estimated": int((need & ~(col.in_known & col.out_known)).sum()),
+    }
+
+
+def _estimation_method(
+    col: _Model, chars_per_token: float, assumed_output_tokens: float | None
+) -> str:
+    estimated = ~np.isfinite(col.logged) & ~(col.in_known & col.out_known)
+    parts = []
+    if (estimated & ~col.in_known).any():
+        parts.append(f"input tokens from prompt length ({chars_per_token:g} chars/token)")
+    if (estimated & ~col.out_known & np.isfinite(col.ochars)).any():
+        parts.append(f"output tokens from answer length ({chars_per_token:g} chars/token)")
+    if (estimated & ~col.out_known & ~np.isfinite(col.ochars)).any():
+        parts.append(f"output tokens assumed = {assumed_output_tokens:g} per answer")
+    return "; ".join(parts)
 
 
 def resolve_costs(
@@ -106,74 +207,33 @@ def resolve_costs(
     ``ids`` (one per prompt) only make error messages name the prompt.
     """
     pchars = np.asarray(prompt_chars, dtype=np.float64)
-    n = len(pchars)
-    m = len(models)
-    cost = np.full((n, m), np.nan)
-    tin = np.full((n, m), np.nan)
-    tout = np.full((n, m), np.nan)
+    n, m = len(pchars), len(models)
+    cost, tin, tout = (np.full((n, m), np.nan) for _ in range(3))
     source: dict[str, str] = {}
     counts: dict[str, dict[str, int]] = {}
     how: dict[str, list[str]] = {}  # estimation method -> models that used it
     est_in = estimate_tokens(pchars, chars_per_token)
     for j, model in enumerate(models):
-        x = inputs.get(model, ModelCostInputs())
-        logged = _col(x.cost, n)
-        lin, lout, ochars = (
-            _col(x.input_tokens, n),
-            _col(x.output_tokens, n),
-            _col(x.output_chars, n),
+        col = _model_columns(
+            model,
+            inputs.get(model, ModelCostInputs()),
+            est_in,
+            ids,
+            chars_per_token,
+            assumed_output_tokens,
         )
-        for arr, what in ((logged, "logged cost"), (lin, "input tokens"), (lout, "output tokens")):
-            _check_non_negative(arr, what, model, ids)
-        has_cost = np.isfinite(logged)
-        need = ~has_cost
-        in_known = np.isfinite(lin)
-        out_known = np.isfinite(lout)
-        tin[:, j] = np.where(in_known, lin, est_in)
-        out_est = estimate_tokens(ochars, chars_per_token)
-        if assumed_output_tokens is not None:
-            out_est = np.where(np.isfinite(out_est), out_est, assumed_output_tokens)
-        tout[:, j] = np.where(out_known, lout, out_est)
-        cost[:, j] = logged
-        if need.any():
-            missing_out = need & ~np.isfinite(tout[:, j])
-            if missing_out.any():
-                r = int(np.flatnonzero(missing_out)[0])
-                where = f"prompt id {ids[r]!r}" if ids is not None else f"row {r}"
-                raise DataError(
-                    f"cost of model {model!r} is unknown at {where}: the log has no cost, no "
-                    "output tokens and no output text length for it; add a cost or token column, "
-                    "or set `cost.assumed_output_tokens` in the data config"
-                )
-            if prices is None:
-                raise DataError(
-                    f"model {model!r} has {int(need.sum())} rows without a logged cost and no "
-                    "price table is configured; set `cost.prices` to a price table covering it"
-                )
-            cost[need, j] = prices.cost(model, tin[need, j], tout[need, j])
-        tokens_exact = need & in_known & out_known
-        estimated = need & ~(in_known & out_known)
-        c = {
-            "logged": int(has_cost.sum()),
-            "tokens": int(tokens_exact.sum()),
-            "estimated": int(estimated.sum()),
-        }
+        cost[:, j] = _priced(col, prices, ids)
+        c = _counts(col)
         counts[model] = {k: v for k, v in c.items() if v}
         source[model] = "+".join(k for k in SOURCES if c[k]) or "logged"
-        if estimated.any():
-            parts = []
-            if (estimated & ~in_known).any():
-                parts.append(f"input tokens from prompt length ({chars_per_token:g} chars/token)")
-            if (estimated & ~out_known & np.isfinite(ochars)).any():
-                parts.append(f"output tokens from answer length ({chars_per_token:g} chars/token)")
-            if (estimated & ~out_known & ~np.isfinite(ochars)).any():
-                parts.append(f"output tokens assumed = {assumed_output_tokens:g} per answer")
-            k = int(estimated.sum())
-            how.setdefault("; ".join(parts), []).append(model if k == n else f"{model} ({k} rows)")
+        if c["estimated"]:
+            k = c["estimated"]
+            method = _estimation_method(col, chars_per_token, assumed_output_tokens)
+            how.setdefault(method, []).append(model if k == n else f"{model} ({k} rows)")
         # Tokens nobody logged or used stay unknown rather than pretend to be measured.
-        unused = has_cost & ~in_known
-        tin[unused, j] = np.nan
-        tout[has_cost & ~out_known, j] = np.nan
+        has_cost = np.isfinite(col.logged)
+        tin[:, j] = np.where(has_cost & ~col.in_known, np.nan, col.tin)
+        tout[:, j] = np.where(has_cost & ~col.out_known, np.nan, col.tout)
     notes = tuple(
         f"costs estimated for {len(ms)} model(s) ({method}; all rows unless counted): "
         + ", ".join(ms)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.eval.certify import Certificate
+from tierwise.eval.certification import Certificate
 from tierwise.eval.dataset import RoutingDataset
-from tierwise.eval.report import ComparisonReport, compare_dataset
+from tierwise.eval.reporting import ComparisonReport, compare_dataset
 from tierwise.eval.splits import Splits, make_splits
 from tierwise.experiments.config import ExperimentConfig, load_dataset
 from tierwise.router.config import RouterConfig
@@ -66,6 +66,14 @@ def price_table(cfg: ExperimentConfig) -> PriceTable | None:
 def prepare(cfg: ExperimentConfig, *, progress: bool = True) -> Prepared:
     ds = load_dataset(cfg, progress=progress)
     ds.require_complete_labels()
+    if len(ds.models) < 2:
+        from tierwise.router.errors import DataError
+
+        raise DataError(
+            f"routing needs at least 2 models, got {len(ds.models)} ({list(ds.models)}) in "
+            f"{ds.report.source if ds.report else ds.name}; add the other models' columns to the "
+            "log, or check `models` / `exclude_models` in the config"
+        )
     splits = make_splits(ds, cfg.split)
     train, cal, test = splits.apply(ds)
     return Prepared(cfg, ds, splits, train, cal, test, price_table(cfg))
@@ -127,7 +135,7 @@ def train(
     router = fit_router(prep, cfg.router, progress=progress)
     certificate = None
     if cfg.target is not None:
-        from tierwise.eval.guarantee import certify_router
+        from tierwise.eval.certification import certify_router
 
         certificate = certify_router(router, prep.calibration, cfg.target, seed=cfg.split.seed)
     report, name, index = evaluate_on_test(router, prep, progress=progress)

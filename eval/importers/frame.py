@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,13 +43,17 @@ class SourceData:
     notes: list[str] = field(default_factory=list)
 
 
+def shown_columns(columns: Iterable[object]) -> list[str]:
+    """Column names for a message: the first 30, then how many there are."""
+    cols = [str(c) for c in columns]
+    return cols if len(cols) <= 30 else [*cols[:30], f"... ({len(cols)} columns)"]
+
+
 def require_column(df: pd.DataFrame, column: str, name: str, role: str) -> None:
     if column not in df.columns:
-        cols = [str(c) for c in df.columns]
-        shown = cols if len(cols) <= 30 else [*cols[:30], f"... ({len(cols)} columns)"]
         raise DataError(
-            f"{name}: column {column!r} ({role}) is missing; columns are {shown}; "
-            "fix the column name in the config"
+            f"{name}: column {column!r} ({role}) is missing; columns are "
+            f"{shown_columns(df.columns)}; fix the column name in the config"
         )
 
 

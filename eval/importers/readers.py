@@ -99,6 +99,23 @@ def _sniff(path: Path, fmt: str) -> None:
         )
 
 
+def _check_header(path: Path, header: pd.DataFrame) -> None:
+    """pandas renames a repeated column to ``name.1``; report the repeat as the user wrote it."""
+    if header.empty:
+        return
+    seen: dict[str, int] = {}
+    for i, v in enumerate(header.iloc[0].tolist()):
+        if v is None or v != v:  # v != v: NaN, an empty header cell (pandas names it "Unnamed")
+            continue
+        name = str(v)
+        if name in seen:
+            raise DataError(
+                f"{path}: the header must name each column once, got {name!r} twice (columns "
+                f"{seen[name] + 1} and {i + 1}); rename or remove one of them"
+            )
+        seen[name] = i
+
+
 def read_file(path: Path, src: SourceConfig) -> pd.DataFrame:
     import pandas as pd
 
@@ -109,17 +126,14 @@ def read_file(path: Path, src: SourceConfig) -> pd.DataFrame:
     try:
         if fmt in ("csv", "tsv"):
             sep = src.sep if src.sep is not None else ("\t" if fmt == "tsv" else ",")
-            return pd.read_csv(
-                path,
-                sep=sep,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                encoding=src.encoding,
-            )
+            kwargs: dict[str, Any] = {"sep": sep, "dtype": str, "encoding": src.encoding}
+            _check_header(path, pd.read_csv(path, header=None, nrows=1, **kwargs))
+            return pd.read_csv(path, keep_default_na=False, na_filter=False, **kwargs)
         if fmt == "parquet":
             return pd.read_parquet(path)
         return pd.read_json(path, lines=(fmt == "jsonl"), dtype=False, convert_dates=False)
+    except DataError:
+        raise
     except UnicodeDecodeError as err:
         raise DataError(
             f"{path}: not {src.encoding} text ({err.reason} at byte {err.start}); "

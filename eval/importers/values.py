@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "<na>"})
 BOOLS = {"true": 1.0, "false": 0.0}
+# Larger than any real cost (USD), token count or answer length, small enough that totals over
+# a billion rows stay finite.
+MAX_MAGNITUDE = 1e12
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def parse_numbers(
         raise DataError(
             f"{where.cell(i)}: {what} must be finite, got {float(out[i])!r}; fix the value"
         )
+    _check_magnitude(out, values, where, what)
     if min_value is not None:
         low_mask = out < min_value
         if low_mask.any():
@@ -107,6 +111,17 @@ def parse_numbers(
                 "fix the value or leave the cell blank"
             )
     return out
+
+
+def _check_magnitude(out: FloatArray, values: pd.Series, where: Where, what: str) -> None:
+    # Finite but huge (1e308) overflows to inf in the first sum or $/1k; no log holds such values.
+    big = np.abs(out) > MAX_MAGNITUDE
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise DataError(
+            f"{where.cell(i)}: {what} must be at most {MAX_MAGNITUDE:g} in size, got "
+            f"{show(values.iloc[i])}; fix the value (a unit or export error?)"
+        )
 
 
 def parse_text(values: pd.Series) -> list[str | None]:

@@ -23,7 +23,7 @@ from tierwise.eval.importers.frame import (
     reserved_columns,
 )
 from tierwise.eval.importers.values import Where
-from tierwise.router.errors import ConfigError
+from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,16 +42,22 @@ def template_regex(template: str) -> re.Pattern[str]:
 
 
 def detect_models(columns: list[str], src: SourceConfig, cfg: DataConfig, name: str) -> list[str]:
-    """Models named by the quality field of this wide source."""
+    """Models named by the quality field of this wide source.
+
+    A column another template claims for a model without a quality column (``c|cost`` but no
+    ``c``) is an error: dropping that model silently would train on fewer models than the log has.
+    """
     spec = src.quality
     assert spec is not None
     if isinstance(spec, dict):
         return list(spec)
     reserved = reserved_columns(src, cfg)
-    others = [
-        template_regex(s) for f, s in src.fields().items() if f != "quality" and isinstance(s, str)
-    ]
-    claimed = {c for c in columns for rx in others if rx.match(c)}
+    others = {
+        f: template_regex(s)
+        for f, s in src.fields().items()
+        if f != "quality" and isinstance(s, str)
+    }
+    claimed = {c for c in columns for rx in others.values() if rx.match(c)}
     for s in src.fields().values():
         if isinstance(s, dict):
             claimed.update(s.values())
@@ -68,7 +74,30 @@ def detect_models(columns: list[str], src: SourceConfig, cfg: DataConfig, name: 
             f"{name}: no column matches the quality template {spec!r} (columns: {columns}); "
             "fix `quality` or list `models`"
         )
+    _check_orphans(columns, reserved, others, models, spec, name)
     return models
+
+
+def _check_orphans(
+    columns: list[str],
+    reserved: set[str],
+    others: dict[str, re.Pattern[str]],
+    models: list[str],
+    quality: str,
+    name: str,
+) -> None:
+    for c in columns:
+        if c in reserved:
+            continue
+        for fld, rx in others.items():
+            m = rx.match(c)
+            if m and m.group("model") not in models:
+                model = m.group("model")
+                raise DataError(
+                    f"{name}: column {c!r} is the {fld} of model {model!r}, which has no quality "
+                    f"column {quality.replace(PLACEHOLDER, model)!r} (models with one: {models}); "
+                    f"add that column, or list {c!r} in `ignore_columns` to leave the model out"
+                )
 
 
 def column_for(spec: FieldSpec, model: str) -> str | None:
