@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,9 +217,7 @@ class Writer:
         self.path, self.models = path, models
         self.columns = ["row", *keep, "model", "error", "policy", "knob"]
         self.columns += [f"p_success.{m}" for m in models] + [f"expected_cost.{m}" for m in models]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = _create_temp(path)
         self._fh: Any = None
         self._csv: Any = None
         self._pq: Any = None
@@ -283,6 +281,19 @@ class Writer:
     def abort(self) -> None:
         self.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def _create_temp(path: Path) -> Path:
+    """An empty sibling of ``path`` for writing; created like any output file (0666 & ~umask,
+    so 0644 as a rule), not 0600 as ``tempfile.mkstemp`` would make it."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise ConfigError(f"cannot create a temporary file beside {str(path)!r}; remove .*.tmp files")
 
 
 def parquet_rows(path: Path) -> int:

@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from tierwise.experiments.commands.requires import check_requirements
+
+        check_requirements(args)
         return int(args.func(args) or 0)
     except TierwiseError as err:
         print(f"tierwise: error: {err}", file=sys.stderr)

@@ -51,6 +51,12 @@ def read_prompts(path: Path) -> list[Any]:
     return [raw for raw in lines if raw.strip()]
 
 
+def _shown(prompt: Any) -> str:
+    # Text-file lines stay bytes so that the router reports broken UTF-8 per prompt; show text.
+    text = prompt.decode("utf-8", "replace") if isinstance(prompt, bytes) else str(prompt)
+    return (text[:50] + "…") if len(text) > 50 else text
+
+
 def run(args: argparse.Namespace) -> int:
     from tierwise.router.core import Router
 
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{'#':>3}  {'model':<34} {'p(success)':>10} {'exp. cost $':>12}  prompt / error")
         for d, p in zip(decisions, prompts, strict=True):
-            shown = (str(p)[:50] + "…") if len(str(p)) > 50 else str(p)
+            shown = _shown(p)
             if d.model is None:
                 print(f"{d.index:>3}  {'-':<34} {'':>10} {'':>12}  error: {d.error}")
             else:
