@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tierwise.experiments.commands.export",
     "tierwise.experiments.commands.serve",
     "tierwise.experiments.commands.batch",
+    "tierwise.experiments.commands.bench",
 )
 
 DESCRIPTION = """\
