@@ -26,8 +26,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tierwise.experiments.commands.check",
     "tierwise.experiments.commands.export",
     "tierwise.experiments.commands.serve",
+    "tierwise.experiments.commands.gateway",
     "tierwise.experiments.commands.batch",
     "tierwise.experiments.commands.bench",
+    "tierwise.experiments.commands.label",
 )
 
 DESCRIPTION = """\

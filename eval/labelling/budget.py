@@ -1,0 +1,56 @@
+"""A hard USD budget for one labelling job.
+
+Before each call the runner reserves its worst case (estimated input tokens at the input price
+plus ``max_tokens`` at the output price); a call starts only if what was spent plus what is
+reserved for calls in flight plus its own reservation fits in the budget. When the answer
+comes back its reservation is replaced by its actual cost (usage × prices). So, as long as an
+upstream honours ``max_tokens`` and the input estimate holds, spend never passes the budget;
+the first call that does not fit stops the run cleanly (calls in flight finish and are kept).
+
+The budget covers the whole job, cached calls included: rerunning with the same budget after
+a budget stop sends nothing new; raise ``budget_usd`` to continue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Budget:
+    limit_usd: float | None
+    spent_before_usd: float = 0.0  # cost of this job's calls found in the cache
+    spent_usd: float = 0.0  # paid by this run
+    reserved_usd: float = 0.0
+    exhausted: bool = False
+    refused_usd: float = 0.0  # the reservation that did not fit
+
+    @property
+    def total_usd(self) -> float:
+        return self.spent_before_usd + self.spent_usd
+
+    def try_reserve(self, amount: float) -> bool:
+        """Reserve ``amount`` for one call; False (and ``exhausted``) when it does not fit."""
+        if self.exhausted:
+            return False
+        if self.limit_usd is not None and (
+            self.total_usd + self.reserved_usd + amount > self.limit_usd + 1e-12
+        ):
+            self.exhausted = True
+            self.refused_usd = amount
+            return False
+        self.reserved_usd += amount
+        return True
+
+    def settle(self, reserved: float, actual: float) -> None:
+        """The call finished: swap its reservation for its actual cost."""
+        self.reserved_usd = max(0.0, self.reserved_usd - reserved)
+        self.spent_usd += actual
+
+    def release(self, reserved: float) -> None:
+        """The call failed without being billed (no usage came back)."""
+        self.reserved_usd = max(0.0, self.reserved_usd - reserved)
+
+    def describe(self) -> str:
+        limit = "no budget" if self.limit_usd is None else f"budget ${self.limit_usd:.4f}"
+        return f"spent ${self.spent_usd:.4f} in this run, ${self.total_usd:.4f} in total ({limit})"
