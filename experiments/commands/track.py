@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
 HELP = """\
 MLflow tracking. `tierwise track check CONFIG` says where runs go and whether that store
-answers. `tierwise track sync CONFIG` logs every finished trial of the config's tuning
-studies that MLflow does not have yet (a parent run per study, a child run per trial), e.g.
-after the tracking server was down during a study; running it twice logs nothing twice.
+answers. `tierwise track sync CONFIG` logs what MLflow missed while it was down: every
+finished trial of the config's tuning studies (a parent run per study, a child run per trial),
+and the training and chosen-router runs saved in runs/<name>/mlflow-pending/ (with their
+registered model versions); it also marks KILLED the runs a killed process left RUNNING.
+Running it twice logs nothing twice.
 """
 
 
@@ -35,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("config", help="experiment YAML")
     check.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     check.set_defaults(func=run_check)
-    sync = actions.add_parser("sync", help="log the studies' missing trials to MLflow")
+    sync = actions.add_parser(
+        "sync", help="log what the store missed: trials, train and chosen runs, versions"
+    )
     sync.add_argument("config", help="experiment YAML")
     sync.add_argument(
         "--storage",
@@ -45,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sync.add_argument("--study", default=None, help="study name (default: every study there)")
     sync.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    sync.add_argument(
+        "--close-running-after",
+        type=float,
+        default=15.0,
+        metavar="MINUTES",
+        help="mark KILLED the tierwise runs still RUNNING this long after they started: their "
+        "process was killed (default: 15)",
+    )
     sync.set_defaults(func=run_sync)
 
 
@@ -98,10 +110,7 @@ def _tuning_storage() -> Any:
 def open_storage(spec: str) -> Any:
     """An Optuna storage (read for syncing) from a journal file path or a database URL."""
     if "://" not in spec and not Path(spec).is_file():
-        raise ConfigError(
-            f"`--storage` must be an existing journal file or a database URL, got {spec!r}; "
-            "run `tierwise tune` first or pass the tuner's storage"
-        )
+        raise ConfigError(open_storage_error(spec))
     tuning = _tuning_storage()
     if tuning is not None:
         return tuning.open_storage(spec, heartbeat=False)
@@ -123,13 +132,47 @@ def default_storage(cfg: ExperimentConfig) -> str:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    import optuna
-
     from tierwise.experiments.config import load_experiment
-    from tierwise.experiments.tracking.sync import sync_study
+    from tierwise.experiments.tracking.pending import close_orphans, pending_dir, sync_pending
 
     cfg = load_experiment(args.config)
-    spec = args.storage or default_storage(cfg)
+    tracking = cfg.tracking.resolve(cfg.name, tracking_uri=args.tracking_uri)
+    spec = args.storage or _default_storage_or_none(cfg)
+    has_study = spec is not None and ("://" in spec or Path(spec).is_file())
+    if has_study:
+        _sync_studies(args, cfg, str(spec))
+    pending = sync_pending(cfg, tracking)
+    print(
+        f"runs saved while the store was down ({pending_dir(cfg)}): {len(pending.written)} "
+        f"logged, {pending.already} already tracked"
+    )
+    closed = close_orphans(tracking, stale_after_s=60.0 * args.close_running_after)
+    print(
+        f"orphaned RUNNING runs (started over {args.close_running_after:g} min ago) marked "
+        f"KILLED: {len(closed)}"
+    )
+    if not has_study and args.storage is not None:
+        raise ConfigError(open_storage_error(args.storage))
+    return 0
+
+
+def _default_storage_or_none(cfg: ExperimentConfig) -> str | None:
+    tuning = _tuning_storage()
+    return None if tuning is None else str(tuning.default_storage(cfg))
+
+
+def open_storage_error(spec: str) -> str:
+    return (
+        f"`--storage` must be an existing journal file or a database URL, got {spec!r}; "
+        "run `tierwise tune` first or pass the tuner's storage"
+    )
+
+
+def _sync_studies(args: argparse.Namespace, cfg: ExperimentConfig, spec: str) -> None:
+    import optuna
+
+    from tierwise.experiments.tracking.sync import sync_study
+
     storage = open_storage(spec)
     names = [args.study] if args.study else optuna.get_all_study_names(storage)
     if not names:
@@ -146,4 +189,3 @@ def run_sync(args: argparse.Namespace) -> int:
             f"tracked, {len(res.rewritten)} half-written rewritten (parent run "
             f"{res.parent_run_id})"
         )
-    return 0

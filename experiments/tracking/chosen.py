@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tierwise.experiments.tracking.runs import finite_metrics, log_router_run
-from tierwise.experiments.tracking.store import connect, ensure_experiment, tracking_errors
+from tierwise.experiments.tracking.store import (
+    TrackingUnavailable,
+    connect,
+    ensure_experiment,
+    tracking_errors,
+)
 from tierwise.experiments.tracking.sync import parent_run
 
 if TYPE_CHECKING:
@@ -103,17 +108,28 @@ def log_chosen_router(
     version of ``tracking.registered_model`` unless ``register=False`` / ``register: false``.
     """
     tracking = cfg.tracking.resolve(cfg.name, tracking_uri=tracking_uri)
-    parent_id = None
     tags: dict[str, Any] = {"tierwise.choice": label or "chosen"}
     if trial_number is not None:
         tags["tierwise.trial_number"] = str(trial_number)
+    # The same choice from the same study and data is one run and one model version, however
+    # often `tierwise tune` is re-run.
+    identity = {
+        "study": study.study_name if study is not None else None,
+        "trial": trial_number,
+        "label": label,
+        "data": prep.dataset.fingerprint(),
+        "router": cfg.router.model_dump(mode="json"),
+    }
     with tempfile.TemporaryDirectory(prefix="tierwise-chosen-") as tmp:
         files = []
         if study is not None:
-            client = connect(tracking)
-            exp_id = ensure_experiment(client, tracking)
-            with tracking_errors(tracking.uri):
-                parent_id = parent_run(client, exp_id, study, cfg, prep)
+            try:
+                client = connect(tracking)
+                exp_id = ensure_experiment(client, tracking)
+                with tracking_errors(tracking.uri):
+                    parent_run(client, exp_id, study, cfg, prep)
+            except TrackingUnavailable:
+                pass  # the run is spooled below; `track sync` writes the study's parent first
             tags["tierwise.study"] = study.study_name
             if pareto_png is None:
                 chosen = {trial_number} if trial_number is not None else None
@@ -127,8 +143,9 @@ def log_chosen_router(
             kind="chosen",
             tracking=tracking,
             run_name=f"chosen {label or result.policy_name}",
-            parent_run_id=parent_id,
             tags={k: str(v) for k, v in tags.items()},
             extra_files=files,
             register=register,
+            study=study.study_name if study is not None else None,
+            identity=identity,
         )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from tierwise.experiments.tracking.store import connect, ensure_experiment, tracking_errors
+from tierwise.experiments.tracking.pending import RunRecord, record_id_for, spool, write_record
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -178,24 +178,22 @@ def _files(
     return artifact, [plot, cfg_yaml, report_json]
 
 
-def log_router_run(
+def collect_record(
     result: TrainResult,
     prep: Prepared,
     cfg: ExperimentConfig,
+    tmp: Path,
     *,
     kind: str,
     tracking: ResolvedTracking,
     run_name: str | None = None,
-    parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     extra_files: Iterable[Path] = (),
     register: bool | None = None,
-) -> str:
-    """One run for a fitted router scored on test; returns the run id."""
-    import mlflow
-
-    client = connect(tracking)
-    exp_id = ensure_experiment(client, tracking)
+    study: str | None = None,
+    identity: dict[str, Any] | None = None,
+) -> RunRecord:
+    """What a fitted router's run logs (computed without MLflow); files are written to ``tmp``."""
     r = result.router
     row = result.report.row(result.policy_name)
     all_tags = {
@@ -207,58 +205,72 @@ def log_router_run(
         CURVE_TAG: curve_tag(row.points),
         **(tags or {}),
     }
-    if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
-    name = run_name or f"{kind} {r.config.predictor.name}/{r.config.policy.name}"
-    with (
-        tempfile.TemporaryDirectory(prefix="tierwise-track-") as tmp,
-        tracking_errors(tracking.uri),
-    ):
-        artifact, files = _files(result, cfg, Path(tmp), f"{cfg.name}: test split")
-        run = client.create_run(exp_id, run_name=name, tags=all_tags)
-        run_id = run.info.run_id
+    artifact, files = _files(result, cfg, tmp, f"{cfg.name}: test split")
+    metrics = {
+        **policy_metrics(result.report, result.policy_name),
+        **routing_latency_ms(artifact, prep.test.prompts),
+        "fit_seconds": float(result.seconds),
+        **{f"report.{k}": v for k, v in finite_metrics(result.report.flat_metrics()).items()},
+    }
+    cert = getattr(result, "certificate", None)
+    if cert is not None:  # the quality guarantee, beside the metrics it promises
+        metrics.update({f"certificate.{k}": v for k, v in finite_metrics(cert.metrics()).items()})
+    return RunRecord(
+        record_id=record_id_for(kind, identity),
+        kind=kind,
+        run_name=run_name or f"{kind} {r.config.predictor.name}/{r.config.policy.name}",
+        tags=all_tags,
+        params=run_params(result, prep, cfg),
+        metrics=metrics,
+        files=[str(f) for f in [*files, *extra_files]],
+        artifact=str(artifact),
+        example_prompts=list(prep.test.prompts[:3]),
+        register=tracking.register if register is None else register,
+        study=study,
+        guarantee=cert.explain()[:4900] if cert is not None else None,
+    )
+
+
+def log_router_run(
+    result: TrainResult,
+    prep: Prepared,
+    cfg: ExperimentConfig,
+    *,
+    kind: str,
+    tracking: ResolvedTracking,
+    **options: Any,
+) -> str:
+    """One run for a fitted router scored on test; returns the run id.
+
+    When the store is down the run is spooled for `tierwise track sync` and TrackingUnavailable
+    (saying so) is raised. ``options`` are :func:`collect_record`'s keywords.
+    """
+    from tierwise.experiments.tracking.store import TrackingUnavailable
+
+    with tempfile.TemporaryDirectory(prefix="tierwise-track-") as tmp:
+        record = collect_record(
+            result, prep, cfg, Path(tmp), kind=kind, tracking=tracking, **options
+        )
         try:
-            metrics = {
-                **policy_metrics(result.report, result.policy_name),
-                **routing_latency_ms(artifact, prep.test.prompts),
-                "fit_seconds": float(result.seconds),
-                **{
-                    f"report.{k}": v
-                    for k, v in finite_metrics(result.report.flat_metrics()).items()
-                },
-            }
-            cert = getattr(result, "certificate", None)
-            if cert is not None:  # the quality guarantee, beside the metrics it promises
-                metrics.update(
-                    {f"certificate.{k}": v for k, v in finite_metrics(cert.metrics()).items()}
-                )
-                client.set_tag(run_id, "tierwise.guarantee", cert.explain()[:4900])
-            log_batch(client, run_id, params=run_params(result, prep, cfg), metrics=metrics)
-            for f in [*files, *extra_files]:
-                client.log_artifact(
-                    run_id, str(f), artifact_path="charts" if f.suffix == ".png" else None
-                )
-            client.log_artifact(run_id, str(artifact), artifact_path="router")
-            do_register = tracking.register if register is None else register
-            version = _log_model(mlflow, tracking, run_id, artifact, prep, do_register)
-            if version is not None:
-                _describe_version(client, tracking.registered_model, version, all_tags, metrics)
-        except BaseException:
-            client.set_terminated(run_id, status="FAILED")
-            raise
-        client.set_terminated(run_id, status="FINISHED")
-    return run_id
+            return write_record(record, tracking)[0]
+        except TrackingUnavailable as err:
+            where = spool(record, cfg)
+            raise TrackingUnavailable(
+                f"{err}; the run is saved in {where} — `tierwise track sync {cfg.name}.yaml` "
+                "(your config) logs it when the store is back"
+            ) from None
 
 
-def _log_model(
-    mlflow: Any,
+def log_model(
     tracking: ResolvedTracking,
     run_id: str,
     artifact: Path,
-    prep: Prepared,
+    example_prompts: list[str],
     register: bool,
 ) -> str | None:
     """Log (and maybe register) the pyfunc model in the run; the new version, if registered."""
+    import mlflow
+
     from tierwise.experiments.tracking.pyfunc import log_router_model
 
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
@@ -269,7 +281,7 @@ def _log_model(
         with mlflow.start_run(run_id=run_id):
             info = log_router_model(
                 artifact,
-                example_prompts=prep.test.prompts[:3],
+                example_prompts=example_prompts,
                 registered_model_name=tracking.registered_model if register else None,
             )
             mlflow.set_tag("tierwise.model_uri", info.model_uri)
@@ -284,7 +296,7 @@ def _log_model(
     return None if version is None else str(version)
 
 
-def _describe_version(
+def describe_version(
     client: MlflowClient,
     name: str,
     version: str,
