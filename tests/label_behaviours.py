@@ -15,6 +15,10 @@ import json
 import os
 import random
 import re
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 SKILL = {
@@ -84,7 +88,7 @@ def prompt_rows(n: int = 230, seed: int = 7) -> list[dict[str, Any]]:
     return rows
 
 
-def _parse(prompt: str) -> tuple[str, int, str]:
+def parse_question(prompt: str) -> tuple[str, int, str]:
     m = re.match(r"What is (\d+) plus (\d+)\?", prompt)
     if m:
         a, b = int(m.group(1)), int(m.group(2))
@@ -100,7 +104,7 @@ def tiers(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) ->
     """small / mid / big answering arithmetic questions."""
     _log(model, messages)
     prompt = str(messages[-1]["content"]).strip()
-    task, correct, working = _parse(prompt)
+    task, correct, working = parse_question(prompt)
     return answer_text(model, prompt, task, correct, working)
 
 
@@ -128,3 +132,78 @@ def judge(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) ->
     return (
         f"The assistant's final number is {nums[-1] if nums else 'missing'}. Rating: [[{rating}]]"
     )
+
+
+# ---- inputs of the tests: a traffic log, an upstreams file and a labelling config ------------
+
+
+def write_inputs(folder: Path, tier_url: str, judge_url: str | None = None, **config: Any) -> Path:
+    """Write prompts.jsonl, upstreams.yaml and label.yaml into ``folder``; ``config`` entries
+    replace top-level keys of the labelling config. Returns the config's path."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "prompts.jsonl").open("w", encoding="utf-8") as fh:
+        for row in prompt_rows():
+            fh.write(json.dumps(row) + "\n")
+    ups: dict[str, Any] = {
+        t: {"usd_per_1m_input": p[0], "usd_per_1m_output": p[1]} for t, p in PRICES.items()
+    }
+    ups["judge"]["base_url"] = judge_url or tier_url
+    upstreams = {
+        "default": {"base_url": tier_url, "max_concurrency": 8, "backoff_s": 0.05},
+        "upstreams": ups,
+    }
+    (folder / "upstreams.yaml").write_text(yaml.safe_dump(upstreams))
+    cfg: dict[str, Any] = {
+        "name": "arith",
+        "upstreams": "upstreams.yaml",
+        "tiers": ["small", "mid", "big"],
+        "source": {"path": "prompts.jsonl"},
+        "columns": {
+            "id": "id",
+            "prompt": "prompt",
+            "task": "task",
+            "reference": "answer",
+            "response": "response",
+        },
+        "sample": {"n": 200, "stratify": "task", "seed": 0},
+        # the fake upstream counts words as tokens: ~5 characters each in these prompts
+        "generation": {"params": {"temperature": 0, "max_tokens": 64}, "chars_per_token": 5},
+        "score": {"method": "reference", "reference": {"match": "numeric"}},
+        "output": {
+            "dir": "out",
+            "experiment": {
+                "router": {"embedder": {"name": "hashing:64"}},
+                "tracking": {"enabled": False},
+            },
+        },
+        **config,
+    }
+    path = folder / "label.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def logged_calls(path: Path) -> Counter[str]:
+    """Calls the behaviours saw, per call_key (the $LABEL_CALL_LOG file)."""
+    if not path.exists():
+        return Counter()
+    return Counter(path.read_text().split())
+
+
+@contextmanager
+def logging_upstream(behaviour: str, log: Path) -> Iterator[Any]:
+    """A fake upstream process whose behaviour logs each call to ``log``."""
+    from upstream_helpers import start_fake_upstream
+
+    old = os.environ.get("LABEL_CALL_LOG")
+    os.environ["LABEL_CALL_LOG"] = str(log)
+    try:
+        with start_fake_upstream(behaviour=f"{__file__}:{behaviour}") as up:
+            yield up
+    finally:
+        if old is None:
+            os.environ.pop("LABEL_CALL_LOG", None)
+        else:
+            os.environ["LABEL_CALL_LOG"] = old

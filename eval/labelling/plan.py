@@ -173,16 +173,19 @@ class Plan:
         keys = self.judge_keys(judge)
         done = cache.get_many(keys.values())
         est.cached_cost_usd += sum(c.cost_usd or 0.0 for c in done.values())
-        todo = [c for c in self.calls if c.key not in self.cached or keys[c.key] not in done]
         # an answer not written yet: a stand-in of the expected length
         stand_in = "x" * int(self.expected_out * self.cfg.generation.chars_per_token)
-        t_in = []
-        for c in todo:
+        t_in, seen = [], set(done)
+        for c in self.calls:
+            if c.key in self.cached:
+                if keys[c.key] in seen:  # judged already, or the same answer of another tier
+                    continue
+                seen.add(keys[c.key])
             answer = self.cached[c.key].text if c.key in self.cached else stand_in
             t_in.append(tokens(chars(judge.messages(answer, c.example)), self.cfg))
         spec = self.specs[judge.cfg.tier]
         _add(est, f"judge:{judge.cfg.tier}", spec, t_in, judge.cfg.expected_output_tokens)
-        est.judge_calls = len(todo)
+        est.judge_calls = len(t_in)
 
 
 def _add(est: Estimate, name: str, spec: UpstreamSpec, t_in: list[float], out: float) -> None:

@@ -73,6 +73,7 @@ class Runner:
         self.result = RunResult(plan, [None] * len(plan.calls), budget)
         self.failures = 0
         self._next = 0
+        self._inflight: dict[str, asyncio.Future[CachedCall]] = {}
         self._bar: Any = None
         self.client: Any = None
         self.scorer: Scorer = make_scorer(self.cfg.score, ask=self.ask)
@@ -154,19 +155,28 @@ class Runner:
             self.result.stop_reason = reason
 
     async def ask(self, tier: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-        """The judge's way in: cached, budgeted, counted like any call."""
+        """The judge's way in: cached, budgeted, counted like any call. Tiers often give the
+        same answer (temperature 0, easy prompts): one judge call serves them all, even when
+        they arrive together."""
         key = call_key(self.plan.specs[tier].model, messages, params)
         hit = self.cache.get(key)
         if hit is not None:  # its cost is in the budget's spent_before (the plan found it)
             self._tick(0.0)
             return hit.text
+        running = self._inflight.get(key)
+        if running is not None:
+            self._tick(0.0)
+            return (await asyncio.shield(running)).text
         judge = self.cfg.score.judge
         assert judge is not None
-        return (
-            await self._send(
-                tier, messages, params, key, judge.expected_output_tokens, label=f"judge:{tier}"
-            )
-        ).text
+        task = asyncio.ensure_future(
+            self._send(tier, messages, params, key, judge.expected_output_tokens, f"judge:{tier}")
+        )
+        self._inflight[key] = task
+        try:
+            return (await task).text
+        finally:
+            self._inflight.pop(key, None)
 
     async def _send(
         self,
