@@ -49,6 +49,10 @@ class KnobSelection(StrictModel):
 
     quality_fraction: float = Field(0.95, gt=0, le=1.5)
     reference: str = "best"
+    # > 0.5: the knob must clear the bar by a margin so that new traffic as large as the
+    # calibration split meets it with about this probability (router/selection.py); 0.5 is the
+    # naive rule, which misses the bar on new data about half of the time.
+    confidence: float = Field(0.5, ge=0.5, lt=1)
 
 
 class PolicyConfig(StrictModel):
@@ -67,6 +71,24 @@ class CostConfig(StrictModel):
     chars_per_token: float = Field(4.0, gt=0)
 
 
+class CrossFitConfig(StrictModel):
+    """``folds`` ≥ 2: fit the predictor on train + calibration, and fit the calibrator, knob and
+    static-fallback test on out-of-fold predictions (router/crossfit.py); 0 = predictor on
+    train only, choices on calibration."""
+
+    folds: int = Field(0, ge=0, le=20)
+
+
+class FallbackConfig(StrictModel):
+    """Ship the static mixture of single models (the zero router's policy) unless the learned
+    router beats it on held-out prompts in at least ``confidence`` of ``bootstrap`` resamples
+    (router/selection.py). ``enabled: false`` always ships the learned policy."""
+
+    enabled: bool = True
+    confidence: float = Field(0.8, gt=0, lt=1)
+    bootstrap: int = Field(200, ge=20, le=5000)
+
+
 class RouterConfig(StrictModel):
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
@@ -74,6 +96,8 @@ class RouterConfig(StrictModel):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    crossfit: CrossFitConfig = Field(default_factory=CrossFitConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     max_prompt_chars: int = Field(100_000, ge=1)
     cache_dir: str | None = None
     seed: int = 0

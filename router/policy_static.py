@@ -1,0 +1,108 @@
+"""The static mixture: the zero router's policy, shipped when the learned router cannot beat it.
+
+No prompt feature is used. The policy knows the single models on the cost–quality hull of the
+labelled data (cheapest first); its knob walks along that hull: an integer knob sends every
+prompt to one hull model, a fractional knob ``a + f`` sends a share ``f`` of prompts to hull
+model ``a + 1`` and the rest to model ``a``. Which prompts form that share is decided per prompt
+from a hash of its own inputs (a prompt's decision never depends on the rest of the batch, and
+identical prompts get identical decisions), so over many prompts the realized point is the
+mixture on the hull: exactly what "the zero router" in every report stands for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tierwise.router.errors import ConfigError
+from tierwise.router.policies import _POLICIES, FloatArray, IntArray, Policy, _check, _check_knob
+
+
+def hull_models(quality: Any, cost: Any) -> list[int]:
+    """Indices of the single models on the upper cost–quality hull, cheapest first."""
+    q = np.nan_to_num(np.asarray(quality, dtype=np.float64), nan=0.0).mean(axis=0)
+    c = np.asarray(cost, dtype=np.float64).mean(axis=0)
+    order = np.lexsort((-q, c))
+    hull: list[int] = []
+    for j in order:
+        if hull and q[j] <= q[hull[-1]]:
+            continue  # costs at least as much for no more quality
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # b under the chord a→j: a mixture of a and j beats it at its own cost.
+            if (q[b] - q[a]) * (c[j] - c[a]) <= (q[j] - q[a]) * (c[b] - c[a]):
+                hull.pop()
+            else:
+                break
+        hull.append(int(j))
+    return hull
+
+
+def _uniform(p: FloatArray, c: FloatArray) -> FloatArray:
+    """A per-row number in [0, 1) from the row's own bytes (stable across batches and runs)."""
+    out = np.empty(len(p))
+    for i in range(len(p)):
+        h = hashlib.blake2b(p[i].tobytes() + c[i].tobytes(), digest_size=8).digest()
+        out[i] = int.from_bytes(h, "little") / 2.0**64
+    return out
+
+
+class StaticMixturePolicy(Policy):
+    """Route along the single-model hull; ``models``: hull column indices, cheapest first.
+
+    ``replaced`` and ``evidence`` record why it was shipped (the learned policy it replaced and
+    the fit-time comparison); they do not change decisions.
+    """
+
+    name = "static"
+
+    def __init__(
+        self,
+        models: list[int] | None = None,
+        replaced: str | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        ok = isinstance(models, list | tuple) and len(models) > 0
+        ok = ok and all(isinstance(j, int | np.integer) and j >= 0 for j in models or [])
+        if not ok:
+            raise ConfigError(
+                "`policy.models` of the static policy must be a non-empty list of model column "
+                f"indices (cheapest first), got {models!r}; it is set by fitting"
+            )
+        self.models = [int(j) for j in models or []]
+        self.replaced = replaced
+        self.evidence = dict(evidence or {})
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"models": self.models, "replaced": self.replaced, "evidence": self.evidence}
+
+    def choose(self, p_success: Any, expected_cost: Any, knob: float) -> IntArray:
+        p, c = _check(p_success, expected_cost)
+        k = min(max(_check_knob(knob), 0.0), float(len(self.models) - 1))
+        if max(self.models) >= p.shape[1]:
+            raise ConfigError(
+                f"static policy routes to model column {max(self.models)}, but there are "
+                f"{p.shape[1]} models; refit the router"
+            )
+        a = int(np.floor(k))
+        frac = k - a
+        out = np.full(len(p), self.models[a], dtype=np.int64)
+        if frac > 0 and a + 1 < len(self.models):
+            out[_uniform(p, c) < frac] = self.models[a + 1]
+        return out
+
+    def knob_grid(self, p_success: Any, expected_cost: Any, n: int = 50) -> FloatArray:
+        _check(p_success, expected_cost)
+        top = float(len(self.models) - 1)
+        grid: npt.NDArray[np.float64] = np.union1d(
+            np.linspace(0.0, top, max(int(n), 2)), np.arange(len(self.models), dtype=np.float64)
+        )
+        return grid
+
+
+# Registered from here (router.core imports this module) until router/policies grows a registry.
+_POLICIES.setdefault(StaticMixturePolicy.name, StaticMixturePolicy)
