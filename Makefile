@@ -26,11 +26,14 @@ demo: $(STAMP)
 
 # ruff and mypy run inside the suite (tests/test_static.py), so the run ends with pytest's summary.
 # The MLflow UI browser check needs Debian's chromium: installed here when we may (root + apt),
-# otherwise that one test skips and says why.
+# otherwise that one test skips and says why. Java 17 for the Spark tests likewise.
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	      >/dev/null) || echo "chromium not installed: the MLflow UI browser test will skip"; }
+	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      openjdk-17-jre-headless >/dev/null) || echo "Java not installed: the Spark tests will skip"; }
 	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)

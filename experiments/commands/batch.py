@@ -62,6 +62,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: this process; spark: a Spark job (INPUT may be a directory, glob or "
+        "table; OUTPUT is a Parquet folder). Needs `pip install 'tierwise[spark]'` and Java",
+    )
+    p.add_argument(
+        "--master", default=None, help="Spark master: local[2], spark://host:7077, yarn, ..."
+    )
+    p.add_argument(
+        "--partitions", type=int, default=None, help="Spark: spread the rows over N tasks"
+    )
     p.set_defaults(func=run)
 
 
@@ -193,6 +206,10 @@ def route_file(
 def run(args: argparse.Namespace) -> int:
     from tierwise.router.runtime import limit_blas_threads, load_runtime
 
+    if getattr(args, "engine", "local") == "spark":
+        from tierwise.experiments.spark.batch import run_batch
+
+        return run_batch(args)
     if not args.input.is_file():  # before the (slow) artifact load
         raise DataError(f"input {str(args.input)!r} does not exist or is not a file")
     if args.threads is not None and args.threads < 1:
