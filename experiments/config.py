@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from tierwise.eval.certify import TargetConfig
+from tierwise.eval.certification import TargetConfig
 from tierwise.eval.importers.config import DataConfig
-from tierwise.eval.report import EvaluationConfig
+from tierwise.eval.reporting import EvaluationConfig
 from tierwise.eval.splits import SplitConfig
 from tierwise.experiments.tracking.config import TrackingConfig
 from tierwise.experiments.tuning.config import TuneConfig
@@ -38,7 +38,7 @@ class ExperimentConfig(StrictModel):
     split: SplitConfig = SplitConfig()
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
-    # Quality guarantee: when set, training certifies the policy knob (eval.guarantee).
+    # Quality guarantee: when set, training certifies the policy knob (eval.certification).
     target: TargetConfig | None = None
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # `tierwise tune`: search space, objective and study storage (experiments/tuning/config.py).

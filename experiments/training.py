@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.eval.certify import Certificate
+from tierwise.eval.certification import Certificate
 from tierwise.eval.dataset import RoutingDataset
-from tierwise.eval.report import ComparisonReport, compare_dataset
+from tierwise.eval.reporting import ComparisonReport, compare_dataset
 from tierwise.eval.splits import Splits, make_splits
 from tierwise.experiments.config import ExperimentConfig, load_dataset
 from tierwise.router.config import RouterConfig
@@ -135,7 +135,7 @@ def train(
     router = fit_router(prep, cfg.router, progress=progress)
     certificate = None
     if cfg.target is not None:
-        from tierwise.eval.guarantee import certify_router
+        from tierwise.eval.certification import certify_router
 
         certificate = certify_router(router, prep.calibration, cfg.target, seed=cfg.split.seed)
     report, name, index = evaluate_on_test(router, prep, progress=progress)

@@ -2,7 +2,7 @@
 
 ``Router.fit(train, calibration)`` learns from labelled traffic (any object with ``prompts``,
 ``models``, ``quality``, ``cost`` and optional ``input_tokens`` / ``output_tokens``: the eval
-package's RoutingDataset fits), ``route(prompts)`` decides, ``save``/``load`` (router.persist)
+package's RoutingDataset fits), ``route(prompts)`` decides, ``save``/``load`` (router.artifact)
 round-trip through the safe artifact format.
 """
 
@@ -273,7 +273,7 @@ class Router:
             )
         return out
 
-    # -- persistence (router.persist holds the format) -------------------------------------
+    # -- persistence (router.artifact holds the format) -------------------------------------
     def save(
         self,
         path: str,
@@ -281,12 +281,12 @@ class Router:
         metrics: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> str:
-        from tierwise.router.persist import save_router
+        from tierwise.router.artifact import save_router
 
         return str(save_router(self, path, metrics=metrics, extra=extra))
 
     @classmethod
     def load(cls, path: str, *, embedder: Embedder | None = None) -> Router:
-        from tierwise.router.persist import load_router
+        from tierwise.router.artifact import load_router
 
         return load_router(path, embedder=embedder)

@@ -1,6 +1,6 @@
 """The torch-free production runtime: route with an artifact whose embedder travels inside it.
 
-An artifact written by :func:`router.export.export_artifact` holds the ONNX model and the
+An artifact written by :func:`tierwise.router.artifact.export_artifact` holds the ONNX model and the
 tokenizer as ``uint8`` arrays and the embedder's ``embedder.json`` fields in its payload. Here
 they become an onnxruntime session built from the bytes (never a temporary file) and a
 ``tokenizers`` tokenizer (:meth:`OnnxEmbedder.from_bytes`), so serving needs numpy, onnxruntime,
@@ -148,8 +148,7 @@ def load_runtime(
     is given. ``require_embedded=True`` refuses artifacts without a bundled embedder, so a
     torch-free deployment fails at start rather than on the first request.
     """
-    from tierwise.router.artifact import load_artifact
-    from tierwise.router.persist import load_router
+    from tierwise.router.artifact import load_artifact, load_router
 
     art = load_artifact(Path(path))
     if embedder is None:

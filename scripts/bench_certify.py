@@ -5,9 +5,9 @@ embeddings through the on-disk cache); then the calibration + test pool is respl
 times (grouped by prompt text, half calibration, half test). On every resplit and for every
 target (a fraction of the best single model's quality, ``--confidence``):
 
-- certified: ``eval.guarantee.certify_predictions`` — the product's path: calibration half cut into
-  a calibrator part and a certification part, Learn-then-Test over the knob grid, fallback to the
-  reference tier when no knob passes;
+- certified: ``eval.certification.certify_predictions`` — the product's path: calibration half
+  cut into a calibrator part and a certification part, Learn-then-Test over the knob grid,
+  fallback to the reference tier when no knob passes;
 - naive: what `tierwise train` does without a target — calibrator and knob grid on the whole
   calibration half, the cheapest knob whose calibration mean meets the target (else the
   best-quality knob);
@@ -49,8 +49,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tierwise.eval.certify import TargetConfig, certify  # noqa: E402
-from tierwise.eval.guarantee import certify_predictions, split_for_certification  # noqa: E402
+from tierwise.eval.certification import (  # noqa: E402
+    TargetConfig,
+    certify,
+    certify_predictions,
+    split_for_certification,
+)
 from tierwise.experiments.config import load_experiment  # noqa: E402
 from tierwise.experiments.training import cache_dir, prepare  # noqa: E402
 from tierwise.router.calibration import Calibrator  # noqa: E402

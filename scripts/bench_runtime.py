@@ -73,7 +73,7 @@ def machine_gflops(seconds: float = 2.0) -> float:
 
 
 def build(workdir: Path) -> dict[str, Path]:
-    from tierwise.router.export import export_artifact
+    from tierwise.router.artifact import export_artifact
 
     paths = {
         "torch": workdir / "router.tierwise",

@@ -26,11 +26,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tierwise.router.artifact import export_onnx  # noqa: E402
 from tierwise.router.embed import Embedder, get_embedder  # noqa: E402
 from tierwise.router.embed.onnx import OnnxEmbedder, default_threads, read_config  # noqa: E402
 from tierwise.router.embed.sentence import SentenceTransformerEmbedder  # noqa: E402
 from tierwise.router.errors import TierwiseError  # noqa: E402
-from tierwise.router.onnx_export import export_onnx  # noqa: E402
 
 SHORT = "How do I reset my password for the billing dashboard if I lost access to my email?"
 LONG = "Summarize the following support ticket thread and list the open questions. " + " ".join(

@@ -1,7 +1,7 @@
 """Helpers for the artifact tests: rewrite an artifact the way an attacker or a broken disk would.
 
 The manifest checksum is recomputed here from the documented rule (sha256 of the sorted, compact
-JSON of every key but ``checksum``), independently of router.artifact_manifest.
+JSON of every key but ``checksum``), independently of router/artifact/_manifest.py.
 """
 
 from __future__ import annotations

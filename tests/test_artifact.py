@@ -408,8 +408,8 @@ def test_passing_the_manifest_instead_of_its_directory_says_so(tmp_path: Path) -
 def test_artifact_modules_import_only_stdlib_numpy_and_pydantic() -> None:
     """The production loader must not drag in anything beyond the core install."""
     root = Path(__file__).resolve().parents[1]
-    for name in ("artifact.py", "artifact_io.py", "artifact_manifest.py", "artifact_migrations.py"):
-        tree = ast.parse((root / "router" / name).read_text())
+    for name in ("__init__.py", "_io.py", "_manifest.py", "_migrations.py", "_store.py"):
+        tree = ast.parse((root / "router" / "artifact" / name).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 mods = (

@@ -2,7 +2,7 @@
 
 tests/fixtures/artifacts/v1/ was written once by tierwise 0.1.0 (format version 1) with
 ``save_artifact(path, V1_PAYLOAD, v1_arrays())``. Never regenerate it: when the format changes,
-add a migration (router/artifact_migrations.py) and a new vN/ fixture beside it.
+add a migration (router/artifact/_migrations.py) and a new vN/ fixture beside it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ import numpy as np
 import pytest
 from artifact_helpers import forge, read_members
 
-from tierwise.router.artifact import FORMAT_VERSION, artifact_info, load_artifact
-from tierwise.router.artifact_io import npz_bytes
-from tierwise.router.artifact_migrations import MIGRATIONS, register_migration
+from tierwise.router.artifact import (
+    FORMAT_VERSION,
+    artifact_info,
+    load_artifact,
+    register_migration,
+)
+from tierwise.router.artifact._io import npz_bytes
+from tierwise.router.artifact._migrations import MIGRATIONS
 from tierwise.router.errors import ArtifactError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "artifacts"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tierwise.eval.bootstrap import percentile_interval, resample_weights
-from tierwise.eval.report import EvaluationConfig, compare
+from tierwise.eval.reporting import EvaluationConfig, compare
 from tierwise.router.errors import ConfigError
 
 

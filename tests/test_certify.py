@@ -9,8 +9,15 @@ import pytest
 from scipy.stats import beta as beta_dist
 from scipy.stats import binom
 
-from tierwise.eval.certify import TargetConfig, certify, check_guarantee, naive_knob
-from tierwise.eval.certify_bounds import METHODS, risk_p_value, risk_upper_bound
+from tierwise.eval.certification import (
+    METHODS,
+    TargetConfig,
+    certify,
+    check_guarantee,
+    naive_knob,
+    risk_p_value,
+    risk_upper_bound,
+)
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.schema import parse_model
 

@@ -1,4 +1,4 @@
-"""eval.guarantee(_check): certify a fitted Router's knob, fall back honestly, persist, check."""
+"""eval.certification: certify a fitted Router's knob, fall back honestly, persist, check."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 from guarantee_helpers import MODELS, success_prob, synthetic
 
-from tierwise.eval.certify import TargetConfig, naive_knob
-from tierwise.eval.guarantee import advice, certify_router, split_for_certification, sweep_realized
-from tierwise.eval.guarantee_check import check_router
+from tierwise.eval.certification import (
+    TargetConfig,
+    advice,
+    certify_router,
+    check_router,
+    naive_knob,
+    split_for_certification,
+    sweep_realized,
+)
 from tierwise.router.config import RouterConfig
 from tierwise.router.core import Router
 from tierwise.router.errors import ConfigError, DataError

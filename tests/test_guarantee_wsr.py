@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from tierwise.eval.certify import certify, check_guarantee
-from tierwise.eval.certify_bounds import risk_p_value, risk_upper_bound
-from tierwise.eval.certify_wsr import wsr_p_value, wsr_upper_bound
+from tierwise.eval.certification import (
+    certify,
+    check_guarantee,
+    risk_p_value,
+    risk_upper_bound,
+    wsr_p_value,
+    wsr_upper_bound,
+)
 from tierwise.router.errors import ConfigError
 
 V = 0.9

@@ -25,7 +25,7 @@ from tierwise.eval.metrics import (
     policy_points,
     strong_fraction,
 )
-from tierwise.eval.report import EvaluationConfig, compare
+from tierwise.eval.reporting import EvaluationConfig, compare
 
 FAST = settings(max_examples=40, deadline=None)
 

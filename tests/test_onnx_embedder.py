@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tierwise.router.artifact import export_onnx
 from tierwise.router.embed import get_embedder
 from tierwise.router.embed.onnx import OnnxEmbedder
 from tierwise.router.embed.sentence import SentenceTransformerEmbedder
 from tierwise.router.errors import ArtifactError, ConfigError, DataError
 from tierwise.router.normalize import NormalizationConfig, Normalizer
-from tierwise.router.onnx_export import export_onnx
 
 pytestmark = pytest.mark.integration
 

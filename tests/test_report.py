@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tierwise.eval.dataset import RoutingDataset
-from tierwise.eval.report import EvaluationConfig, compare, compare_dataset
+from tierwise.eval.reporting import EvaluationConfig, compare, compare_dataset
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.schema import parse_model
 

@@ -1,4 +1,4 @@
-"""router.runtime and router.export without a real model: loading, refusals, broken bundles.
+"""router.runtime and the artifact export without a real model: loading, refusals, broken bundles.
 
 The real MiniLM export (torch vs ONNX decisions, torch-free subprocess) is test_runtime_onnx.py.
 """
@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from runtime_helpers import hashing_artifact
 
-from tierwise.router.artifact import load_artifact, save_artifact
+from tierwise.router.artifact import export_artifact, load_artifact, save_artifact
 from tierwise.router.core import Router
 from tierwise.router.errors import ArtifactError, ConfigError
-from tierwise.router.export import export_artifact
 from tierwise.router.runtime import (
     MODEL_ARRAY,
     PAYLOAD_KEY,

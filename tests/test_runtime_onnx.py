@@ -19,11 +19,15 @@ from pathlib import Path
 import pytest
 from runtime_helpers import BLOCK_HEAVY, CLI_MAIN, ROOT, Served, http, traffic, train_router
 
-from tierwise.router.artifact import load_artifact, save_artifact
+from tierwise.router.artifact import (
+    decision_agreement,
+    export_artifact,
+    load_artifact,
+    save_artifact,
+)
 from tierwise.router.core import Router
 from tierwise.router.embed.onnx import OnnxEmbedder
 from tierwise.router.errors import ArtifactError, ConfigError
-from tierwise.router.export import decision_agreement, export_artifact
 from tierwise.router.runtime import PAYLOAD_KEY, load_runtime
 
 pytestmark = pytest.mark.integration

@@ -215,7 +215,7 @@ def test_one_fold_objective_reproduces_router_fit(tmp_path, predictor, policy, c
 
 
 def test_trial_metrics_agree_with_the_evaluation_report(exp) -> None:
-    from tierwise.eval.report import EvaluationConfig, compare
+    from tierwise.eval.reporting import EvaluationConfig, compare
 
     s = session(exp)
     rcfg = RouterConfig.model_validate(
@@ -434,7 +434,7 @@ def test_k_beyond_the_smallest_training_fold_falls_back_to_the_real_predictor(tm
 
 def test_with_a_target_tuning_never_sees_the_certification_prompts(tmp_path) -> None:
     """Certification tests knobs on half of the calibration split: trials must not score on it."""
-    from tierwise.eval.guarantee import split_for_certification
+    from tierwise.eval.certification import split_for_certification
     from tierwise.experiments.tuning.session import tuning_view
 
     path = write_experiment(tmp_path)

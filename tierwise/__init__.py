@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "RoutingDataset": "tierwise.eval.dataset",
     "import_dataset": "tierwise.eval.importers.load",
     "load_dataset": "tierwise.experiments.config",
-    "compare": "tierwise.eval.report",
+    "compare": "tierwise.eval.reporting",
     "TierwiseError": "tierwise.router.errors",
     "ConfigError": "tierwise.router.errors",
     "DataError": "tierwise.router.errors",
@@ -51,7 +51,7 @@ __all__ = [
 if TYPE_CHECKING:
     from tierwise.eval.dataset import RoutingDataset
     from tierwise.eval.importers.load import import_dataset
-    from tierwise.eval.report import compare
+    from tierwise.eval.reporting import compare
     from tierwise.experiments.config import load_dataset
     from tierwise.router.artifact import load_artifact
     from tierwise.router.config import RouterConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tierwise.eval.certify import TargetConfig
+    from tierwise.eval.certification import TargetConfig
     from tierwise.eval.dataset import RoutingDataset
 
 HELP = """\
@@ -67,8 +67,7 @@ def load_traffic(path: str, progress: bool) -> tuple[RoutingDataset, TargetConfi
 
 
 def run(args: argparse.Namespace) -> int:
-    from tierwise.eval.guarantee import advice
-    from tierwise.eval.guarantee_check import check_router, recertify
+    from tierwise.eval.certification import advice, check_router, recertify
     from tierwise.router.core import Router
     from tierwise.router.errors import DataError
 

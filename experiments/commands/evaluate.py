@@ -7,7 +7,7 @@
 Prints the comparison table (a saved router's swept curve if given, and always every single
 model, the zero router, random routing, the oracle, with AIQ and paired bootstrap CIs) and
 writes the cost–quality chart and the JSON report to ``--out`` (default ``runs/<config name>/``).
-Scoring settings come from the config's ``evaluation:`` section (eval.report.EvaluationConfig).
+Scoring settings come from the config's ``evaluation:`` section (eval.reporting.EvaluationConfig).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from tierwise.eval.report import compare_dataset
+    from tierwise.eval.reporting import compare_dataset
     from tierwise.eval.splits import make_splits
     from tierwise.experiments.config import load_dataset, load_experiment
     from tierwise.router.errors import ConfigError

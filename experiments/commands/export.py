@@ -64,8 +64,7 @@ def _size(path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tierwise.router.artifact import artifact_info
-    from tierwise.router.export import export_artifact
+    from tierwise.router.artifact import artifact_info, export_artifact
     from tierwise.router.runtime import PAYLOAD_KEY
 
     t0 = time.perf_counter()
@@ -101,7 +100,7 @@ def _agreement(args: argparse.Namespace, out: Path) -> Any:
     from itertools import islice
 
     from tierwise.experiments.batch_io import read_rows
-    from tierwise.router.export import decision_agreement
+    from tierwise.router.artifact import decision_agreement
 
     rows = read_rows(args.check, args.prompt_column, [], 1024)
     prompts = [r.prompt for r, _ in islice(rows, max(args.check_limit, 1)) if r.error is None]

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if result.certificate is not None:
         print(f"policy {r.config.policy.name}: certified for the config's target")
         print(textwrap.fill(result.certificate.explain(), width=100))
-        from tierwise.eval.guarantee import advice
+        from tierwise.eval.certification import advice
 
         hint = advice(result.certificate)
         if hint:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from tierwise.eval.report import Row
+    from tierwise.eval.reporting import Row
     from tierwise.experiments.training import TrainResult
     from tierwise.router.config import RouterConfig
 

@@ -135,7 +135,7 @@ class TuneSession:
 
     def report(self, out_dir: Path | None = None, *, include_default: bool = True) -> TuneReport:
         """Re-fit the chosen trials, score each once on test, save artifact, charts and JSON."""
-        from tierwise.eval.report import EvaluationConfig, compare_dataset
+        from tierwise.eval.reporting import EvaluationConfig, compare_dataset
 
         trials, feasible = choose_trials(self.study, self.tune.mode, self.tune.report_top)
         chosen = []
@@ -231,13 +231,13 @@ class TuneSession:
 
 def tuning_view(prep: Prepared) -> Prepared:
     """The data trials may see. With a `target`, the calibration prompts that certification will
-    test knobs on (eval.guarantee.split_for_certification, same seed) are held out of tuning too:
-    choosing hyperparameters on them would void the guarantee."""
+    test knobs on (eval.certification.split_for_certification, same seed) are held out of tuning
+    too: choosing hyperparameters on them would void the guarantee."""
     if prep.config.target is None:
         return prep
     from dataclasses import replace
 
-    from tierwise.eval.guarantee import split_for_certification
+    from tierwise.eval.certification import split_for_certification
 
     part = split_for_certification(prep.calibration.prompts, seed=prep.config.split.seed)
     return replace(prep, calibration=prep.calibration.subset(part.calibrator))

@@ -94,7 +94,7 @@ class Workspace:
         *,
         progress: bool = True,
     ) -> None:
-        from tierwise.eval.report import EvaluationConfig, compare
+        from tierwise.eval.reporting import EvaluationConfig, compare
         from tierwise.experiments.training import cache_dir
 
         self.prep, self.tune, self.resolved, self.base = prep, tune, space, base

@@ -2,8 +2,8 @@
 
 ``get_embedder("minilm")`` (default), ``get_embedder("sentence-transformers:/path/to/model")`` and
 ``get_embedder("hashing:64")`` (deterministic, no torch; for tests), ``get_embedder("onnx:<dir>")``
-(an ONNX export from router.onnx_export: no torch at run time). Importing this package never
-imports torch: models load when an embedder is built.
+(an ONNX export from router.artifact.export_onnx: no torch at run time). Importing this
+package never imports torch: models load when an embedder is built.
 """
 
 from tierwise.router.embed import hashing as _hashing

@@ -1,6 +1,6 @@
 """Torch-free embedder: an ONNX export run by onnxruntime, tokenized by ``tokenizers``.
 
-Loads a directory written by :func:`router.onnx_export.export_onnx` (``model.onnx``,
+Loads a directory written by :func:`tierwise.router.artifact.export_onnx` (``model.onnx``,
 ``tokenizer.json``, ``embedder.json``), mean-pools ``last_hidden_state`` over the attention mask
 and L2-normalizes, exactly as sentence-transformers does. An fp32 export reports the same
 ``identity`` as the torch embedder it came from, so embedding caches and router artifacts built
@@ -79,7 +79,7 @@ def read_config(directory: Path) -> OnnxEmbedderConfig:
     if not path.is_file():
         raise ArtifactError(
             f"{str(directory)!r} is not an ONNX embedder export ({CONFIG_FILE} is missing); "
-            "create one with `router.onnx_export.export_onnx('minilm', dir)`."
+            "create one with `tierwise.router.artifact.export_onnx('minilm', dir)`."
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -118,7 +118,7 @@ class OnnxEmbedder(Embedder):
         if not path.is_dir():
             raise ConfigError(
                 f"ONNX embedder directory {str(path)!r} does not exist or is not a directory; "
-                "export one with `router.onnx_export.export_onnx('minilm', dir)`."
+                "export one with `tierwise.router.artifact.export_onnx('minilm', dir)`."
             )
         _check_threads(num_threads)
         cfg = read_config(path)

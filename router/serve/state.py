@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierwise.router.artifact_io import ARRAYS_NAME, MANIFEST_NAME
+from tierwise.router.artifact import ARRAYS_NAME, MANIFEST_NAME
 from tierwise.router.errors import ArtifactError, TierwiseError
 from tierwise.router.runtime import RuntimeRouter, load_runtime
 

@@ -34,14 +34,14 @@ from typing import Any
 import numpy as np
 
 from tierwise.router import __version__
-from tierwise.router import artifact_io as aio
-from tierwise.router.artifact_io import (
+from tierwise.router.artifact import _io as aio
+from tierwise.router.artifact._io import (
     ARRAYS_NAME,
     MANIFEST_NAME,
     SINGLE_FILE_SUFFIX,
     ArtifactSource,
 )
-from tierwise.router.artifact_manifest import (
+from tierwise.router.artifact._manifest import (
     MAX_MANIFEST_BYTES,
     canonical,
     check_specs,
@@ -50,7 +50,7 @@ from tierwise.router.artifact_manifest import (
     parse_json,
     validate_manifest,
 )
-from tierwise.router.artifact_migrations import check_migratable, migrate
+from tierwise.router.artifact._migrations import check_migratable, migrate
 from tierwise.router.errors import ArtifactError
 
 __all__ = [

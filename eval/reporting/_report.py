@@ -41,7 +41,7 @@ from tierwise.eval.baselines import (
 from tierwise.eval.bootstrap import Interval, percentile_interval, resample_weights
 from tierwise.eval.dataset import RoutingDataset
 from tierwise.eval.metrics import as_choices
-from tierwise.eval.report_scoring import CPT_TARGETS, Entry, Scores, score_all
+from tierwise.eval.reporting._scoring import CPT_TARGETS, Entry, Scores, score_all
 from tierwise.router.errors import ConfigError
 from tierwise.router.schema import StrictModel
 
@@ -132,7 +132,7 @@ class ComparisonReport:
         raise ConfigError(f"no row {name!r} in the report; rows: {[r.name for r in self.rows]}")
 
     def table(self) -> str:
-        from tierwise.eval.report_table import format_table
+        from tierwise.eval.reporting._table import format_table
 
         return format_table(self)
 
@@ -167,7 +167,7 @@ class ComparisonReport:
         return out
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
-        from tierwise.eval.plots import plot_comparison
+        from tierwise.eval.reporting._plots import plot_comparison
 
         return plot_comparison(self, path, title=title)
 

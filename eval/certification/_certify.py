@@ -14,7 +14,7 @@ test uses the paired difference d = q − v·r ∈ [−v, 1], rescaled to the lo
 [0, 1] at level 1/(1 + v); it therefore carries the reference's own sampling noise instead of
 treating its calibration mean as a known constant.
 
-The p-values, bounds and reports live in ``eval.certify_bounds`` and ``eval.certify_report``.
+The p-values, bounds and reports live in ``_bounds`` and ``_report``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import numpy.typing as npt
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from tierwise.eval.certify_bounds import risk_p_value, risk_upper_bound
-from tierwise.eval.certify_report import Certificate, CheckResult, Interval
-from tierwise.eval.certify_wsr import wsr_p_value, wsr_upper_bound
+from tierwise.eval.certification._bounds import risk_p_value, risk_upper_bound
+from tierwise.eval.certification._report import Certificate, CheckResult, Interval
+from tierwise.eval.certification._wsr import wsr_p_value, wsr_upper_bound
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.schema import StrictModel, parse_model
 

@@ -223,7 +223,7 @@ class ArtifactSource:
         if not path.exists():
             raise ArtifactError(
                 f"artifact {path} does not exist; pass the directory or {SINGLE_FILE_SUFFIX} file "
-                "written by save_artifact"
+                "written by `tierwise train` or `tierwise export`"
             )
         self.kind = "single_file"
         if path.name == MANIFEST_NAME:
@@ -235,7 +235,7 @@ class ArtifactSource:
         except (zipfile.BadZipFile, OSError, ValueError):
             raise ArtifactError(
                 f"{path} is not a tierwise artifact (neither a directory nor a zip file); pass "
-                f"the directory or {SINGLE_FILE_SUFFIX} file written by save_artifact"
+                f"the directory or {SINGLE_FILE_SUFFIX} file written by `tierwise train`"
             ) from None
         try:
             self.members = checked_members(self.zf, str(path))

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from tierwise.router import artifact_io as aio
-from tierwise.router.artifact_io import ARRAYS_NAME, MANIFEST_NAME
+from tierwise.router.artifact import _io as aio
+from tierwise.router.artifact._io import ARRAYS_NAME, MANIFEST_NAME
 from tierwise.router.errors import ArtifactError
 from tierwise.router.schema import StrictModel, format_validation_error
 

@@ -3,7 +3,7 @@
 Format version 1 is the first released format, so the registry starts empty. When a change to the
 manifest, the payload or the stored arrays needs a new format version:
 
-1. bump ``router.artifact.FORMAT_VERSION`` to N;
+1. bump ``tierwise.router.artifact.FORMAT_VERSION`` to N;
 2. register a function upgrading version N-1 to N here with ``@register_migration(N - 1)``;
 3. commit an artifact written by the new code under ``tests/fixtures/artifacts/vN/``; the
    fixtures of every older version stay committed and must keep loading (tests/test_artifact*.py).

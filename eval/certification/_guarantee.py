@@ -40,11 +40,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from tierwise.eval.certify import Certificate, TargetConfig, as_target, certify
+from tierwise.eval.certification._certify import Certificate, TargetConfig, as_target, certify
 from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from tierwise.eval.certify import TargetLike
+    from tierwise.eval.certification._certify import TargetLike
     from tierwise.eval.dataset import RoutingDataset
     from tierwise.router.core import Router
 

@@ -1,4 +1,4 @@
-"""Save a fitted Router as a safe artifact (router.artifact) and load it back.
+"""Save a fitted Router as a safe artifact (tierwise.router.artifact) and load it back.
 
 The payload names every component and its JSON params; the arrays hold their fitted numbers,
 each under a prefix (``predictor.``, ``calibration.``, ``cost.``). Nothing is pickled.
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tierwise.router import __version__
-from tierwise.router.artifact import LoadedArtifact, load_artifact, save_artifact
+from tierwise.router.artifact._store import LoadedArtifact, load_artifact, save_artifact
 from tierwise.router.calibration import Calibrator
 from tierwise.router.config import RouterConfig
 from tierwise.router.errors import ArtifactError, TierwiseError

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
-    from tierwise.eval.certify import TargetConfig
+    from tierwise.eval.certification._certify import TargetConfig
 
 SCHEMA = "tierwise.certificate/v1"
 METHOD_NAMES = {

@@ -1,7 +1,7 @@
 """Bundle an ONNX embedder into a router artifact, so production needs no torch at all.
 
 ``export_artifact(src, out)`` reads a router artifact trained with a sentence-transformers
-embedder, exports that embedder with :func:`router.onnx_export.export_onnx` (fp32 or int8, checked
+embedder, exports that embedder with :func:`router.artifact.export_onnx` (fp32 or int8, checked
 against torch) and writes a *new* artifact holding everything the old one did plus:
 
 - payload ``runtime_embedder``: the export's ``embedder.json`` fields, and the checksum of the
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.router.artifact import load_artifact, save_artifact
-from tierwise.router.artifact_io import MANIFEST_NAME
+from tierwise.router.artifact._io import MANIFEST_NAME
+from tierwise.router.artifact._store import load_artifact, save_artifact
 from tierwise.router.errors import ArtifactError, ConfigError
 from tierwise.router.runtime import (
     MODEL_ARRAY,
@@ -100,7 +100,7 @@ def export_artifact(
     ``source``: embedder spec or model directory to export instead of the one named in the
     artifact's config (it must have the identity the router was trained with).
     """
-    from tierwise.router.onnx_export import export_onnx
+    from tierwise.router.artifact._onnx import export_onnx
 
     if quantize not in QUANTIZATIONS:
         raise ConfigError(

@@ -8,7 +8,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from tierwise.eval.bootstrap import Interval
-    from tierwise.eval.report import ComparisonReport, Row
+    from tierwise.eval.reporting._report import ComparisonReport, Row
 
 
 def _num(x: float | None, fmt: str = ".3f") -> str:

@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from tierwise.eval.certify import Certificate, CheckResult, TargetConfig, as_target, check_guarantee
-from tierwise.eval.guarantee import certify_sample, reference_index, require_known
+from tierwise.eval.certification._certify import (
+    Certificate,
+    CheckResult,
+    TargetConfig,
+    as_target,
+    check_guarantee,
+)
+from tierwise.eval.certification._guarantee import certify_sample, reference_index, require_known
 from tierwise.router.errors import ConfigError, DataError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import numpy as np
 from tierwise.router.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tierwise.eval.report import ComparisonReport, Row
+    from tierwise.eval.reporting._report import ComparisonReport, Row
 
 _POLICY_COLORS = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
