@@ -23,7 +23,7 @@ from tierwise.experiments.tracking.pending import RunRecord, record_id_for, spoo
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from tierwise.eval.report import ComparisonReport
+    from tierwise.eval.reporting import ComparisonReport
     from tierwise.experiments.config import ExperimentConfig
     from tierwise.experiments.tracking.config import ResolvedTracking
     from tierwise.experiments.training import Prepared, TrainResult
