@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tierwise.experiments.commands.serve",
     "tierwise.experiments.commands.gateway",
     "tierwise.experiments.commands.batch",
+    "tierwise.experiments.commands.embed",
     "tierwise.experiments.commands.bench",
     "tierwise.experiments.commands.label",
 )
