@@ -66,9 +66,10 @@ def portable_embedder(spec: str, cache_dir: Path) -> PortableEmbedder:
     if spec.split(":", 1)[0] not in TORCH_FAMILIES:
         return PortableEmbedder(spec)
     from tierwise.router.artifact import export_onnx
-    from tierwise.router.embed import get_embedder
+    from tierwise.router.embed import SentenceTransformerEmbedder, get_embedder
 
     source = get_embedder(spec)
+    assert isinstance(source, SentenceTransformerEmbedder)  # what TORCH_FAMILIES build
     tag = hashlib.sha256(source.identity.encode()).hexdigest()[:16]
     folder = cache_dir / "onnx" / tag
     if not (folder / "embedder.json").is_file():
