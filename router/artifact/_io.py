@@ -8,7 +8,9 @@ with ``allow_pickle=False`` and an allow-listed dtype.
 from __future__ import annotations
 
 import io
+import math
 import re
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,12 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from tierwise.router.errors import ArtifactError
+from tierwise.router.schema import file_kind
 
 GiB = 1 << 30
 MiB = 1 << 20
 MAX_MEMBER_BYTES = 2 * GiB  # one stored file (or one array) uncompressed
 MAX_TOTAL_BYTES = 4 * GiB  # all members of one zip together, uncompressed
 MAX_ZIP_MEMBERS = 10_000
+MAX_FILE_BYTES = MAX_TOTAL_BYTES + 64 * MiB  # a .tierwise file: its members plus zip overhead
+MAX_NPY_HEADER = 10_000  # numpy's own default cap on a .npy header
 # A deflated member bigger than RATIO_MIN_BYTES that expands more than MAX_RATIO times is a zip
 # bomb, not a router: save_artifact stores arrays uncompressed and only deflates the small manifest.
 MAX_RATIO = 100
@@ -177,6 +182,7 @@ def load_npz(blob: bytes, where: str) -> dict[str, np.ndarray]:
                 raise ArtifactError(
                     f"{where}: member {member!r} is not a .npy array; re-export the artifact"
                 )
+            check_npy_header(data, name, where)
             try:
                 arr = np.load(io.BytesIO(data), allow_pickle=False)
             except ValueError as err:
@@ -200,6 +206,54 @@ def load_npz(blob: bytes, where: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from a .npy header, without reading the array."""
+    fh = io.BytesIO(data)
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh, max_header_size=MAX_NPY_HEADER)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=MAX_NPY_HEADER)
+    else:
+        raise ValueError(f".npy format version {version} is not one tierwise writes (1.0, 2.0)")
+    return tuple(shape), np.dtype(dtype), fh.tell()
+
+
+def check_npy_header(data: bytes, name: str, where: str) -> None:
+    """Refuse a .npy member before numpy allocates anything for it.
+
+    Its header declares shape and dtype; numpy would allocate ``prod(shape) * itemsize`` bytes
+    up front (a 100-byte member declaring shape (10**12,) asks for 7 TiB). Checked first: the
+    dtype is allow-listed and the declared size equals the bytes the member really holds.
+    """
+    try:
+        shape, dtype, offset = _npy_header(data)
+    except (ValueError, SyntaxError, TypeError, OverflowError) as err:
+        raise ArtifactError(
+            f"array `{name}` in {where} has an unreadable .npy header ({str(err)[:120]}); "
+            "re-export the artifact"
+        ) from None
+    if dtype.hasobject:
+        raise ArtifactError(
+            f"array `{name}` in {where} is a pickled object array; refusing to load it "
+            "(unpickling can run arbitrary code) — store numeric, bool or unicode arrays only"
+        )
+    if dtype.kind not in ALLOWED_DTYPE_KINDS:
+        raise ArtifactError(
+            f"array `{name}` in {where} must have a numeric, bool or fixed-width unicode dtype, "
+            f"got {dtype} (kind {dtype.kind!r}); re-export the artifact"
+        )
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise ArtifactError(f"array `{name}` in {where} declares an invalid shape {shape}")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != len(data) - offset:
+        raise ArtifactError(
+            f"array `{name}` in {where} declares shape {shape} of {dtype} "
+            f"({fmt_bytes(declared)}) but holds {len(data) - offset:,} bytes of data; refusing a "
+            "corrupted or hostile array — re-export the artifact"
+        )
+
+
 def read_file_bounded(path: Path, expected_size: int, where: str) -> bytes:
     """Read a regular file whose size the caller already checked; never read past the cap."""
     try:
@@ -208,6 +262,29 @@ def read_file_bounded(path: Path, expected_size: int, where: str) -> bytes:
     except OSError as err:
         raise ArtifactError(f"cannot read {where}: {err.strerror}; check permissions") from None
     return data
+
+
+def check_regular(path: Path, limit: int, label: str) -> int:
+    """Size of ``path`` if it is a regular file of at most ``limit`` bytes (stat only).
+
+    A FIFO would block the reader forever and a device such as /dev/zero never ends; neither is
+    opened. A symlink to a regular file is fine.
+    """
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise ArtifactError(f"cannot read {label}: {err.strerror}; check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ArtifactError(
+            f"{label} must be a regular file, got {file_kind(path)}; pass the directory or "
+            f"{SINGLE_FILE_SUFFIX} file written by `tierwise train` or `tierwise export`"
+        )
+    if st.st_size > limit:
+        raise ArtifactError(
+            f"{label} is {fmt_bytes(st.st_size)}, more than the limit {fmt_bytes(limit)}; this "
+            "is not a tierwise artifact"
+        )
+    return st.st_size
 
 
 class ArtifactSource:
@@ -226,6 +303,7 @@ class ArtifactSource:
                 "written by `tierwise train` or `tierwise export`"
             )
         self.kind = "single_file"
+        check_regular(path, MAX_FILE_BYTES, f"artifact {path}")
         if path.name == MANIFEST_NAME:
             raise ArtifactError(
                 f"{path} is the manifest inside an artifact; pass its directory {path.parent}"
@@ -258,7 +336,9 @@ class ArtifactSource:
             info = self.members.get(name)
             return None if info is None else info.file_size
         p = self.path / name
-        return p.stat().st_size if p.is_file() else None
+        if not p.exists():
+            return None
+        return check_regular(p, MAX_MEMBER_BYTES, str(p))
 
     def read(self, name: str) -> bytes:
         if self.zf is not None:

@@ -16,6 +16,7 @@ from tierwise.router.errors import ArtifactError
 from tierwise.router.schema import StrictModel, format_validation_error
 
 MAX_MANIFEST_BYTES = 64 * aio.MiB
+MAX_JSON_DEPTH = 64  # a manifest nests ~8 levels; deeper ones would hit recursion limits later
 _SHA256 = r"^[0-9a-f]{64}$"
 
 
@@ -114,16 +115,39 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 def parse_json(data: bytes, where: str) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys (an edit could hide behind one)."""
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys (an edit could hide behind one),
+    at most MAX_JSON_DEPTH levels deep."""
     try:
-        return json.loads(
+        value = json.loads(
             data.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_reject_constant
         )
+        too_deep = json_depth(value) > MAX_JSON_DEPTH
     except (UnicodeDecodeError, ValueError) as err:
         raise ArtifactError(
-            f"{where} is not valid JSON ({err}); restore it or re-export the artifact"
+            f"{where} is not valid JSON ({str(err)[:200]}); restore it or re-export the artifact"
         ) from None
+    except RecursionError:  # the parser's own limit (~1000 levels)
+        too_deep = True
+    if too_deep:
+        raise ArtifactError(
+            f"{where} nests JSON more than {MAX_JSON_DEPTH} levels deep; a tierwise manifest is "
+            "a few levels deep — restore it or re-export the artifact"
+        )
+    return value
 
 
 def validate_manifest(raw: dict[str, Any], where: str) -> Manifest:

@@ -47,13 +47,19 @@ def register_migration(from_version: int) -> Callable[[Migration], Migration]:
     return decorate
 
 
+def oldest_readable(current: int) -> int:
+    """The oldest format version an upgrade path could start from (``current`` if none)."""
+    return min([*MIGRATIONS, current])
+
+
 def check_migratable(from_version: int, to_version: int, where: str) -> None:
     """Raise unless every upgrade from ``from_version`` to ``to_version`` is registered."""
-    missing = [v for v in range(from_version, to_version) if v not in MIGRATIONS]
-    if missing:
+    # The first gap only: a hostile version such as -10**12 must not build a huge list.
+    missing = next((v for v in range(from_version, to_version) if v not in MIGRATIONS), None)
+    if missing is not None:
         raise ArtifactError(
             f"{where}: artifact format version {from_version} is older than any this tierwise can "
-            f"read (supports {to_version}; no upgrade from version {missing[0]}); re-export the "
+            f"read (supports {to_version}; no upgrade from version {missing}); re-export the "
             "router with the current tierwise"
         )
 

@@ -50,8 +50,9 @@ from tierwise.router.artifact._manifest import (
     parse_json,
     validate_manifest,
 )
-from tierwise.router.artifact._migrations import check_migratable, migrate
+from tierwise.router.artifact._migrations import check_migratable, migrate, oldest_readable
 from tierwise.router.errors import ArtifactError
+from tierwise.router.schema import bounded_repr
 
 __all__ = [
     "FORMAT_VERSION",
@@ -229,14 +230,21 @@ def _read_manifest(src: ArtifactSource) -> tuple[dict[str, Any], int]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise ArtifactError(
             f"{where} must be a JSON object with an integer `format_version`, got "
-            f"{version!r}; this is not a tierwise artifact manifest"
+            f"{bounded_repr(version)}; this is not a tierwise artifact manifest"
         )
     if version > FORMAT_VERSION:
         raise ArtifactError(
-            f"{where}: artifact format version {version} is newer than this tierwise (supports "
+            f"{where}: artifact format version {bounded_repr(version)} is newer than this "
+            f"tierwise (supports "
             f"≤ {FORMAT_VERSION}); upgrade tierwise"
         )
-    check_migratable(version, FORMAT_VERSION, where)
+    oldest = oldest_readable(FORMAT_VERSION)
+    if version < oldest:  # cheap checks first: no migration loop over a wild range
+        raise ArtifactError(
+            f"{where}: artifact format version {bounded_repr(version)} is older than any this "
+            f"tierwise can read (`format_version` must be from {oldest} to {FORMAT_VERSION}); "
+            "re-export the router with the current tierwise"
+        )
     checksum = raw.get("checksum")
     try:
         actual = hashlib.sha256(canonical(raw)).hexdigest()
@@ -247,6 +255,7 @@ def _read_manifest(src: ArtifactSource) -> tuple[dict[str, Any], int]:
             f"{where} was modified after it was written (its `checksum` does not match its "
             "content); restore the original manifest or re-export the artifact"
         )
+    check_migratable(version, FORMAT_VERSION, where)
     return raw, version
 
 
