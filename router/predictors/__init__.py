@@ -4,7 +4,14 @@ Every implementation trains with numpy (scikit-learn imported lazily inside ``fi
 used) and predicts in pure numpy from an exported ``(params, arrays)`` state.
 """
 
-from tierwise.router.predictors import knn, logreg, mf, mlp, stack  # noqa: F401 - registers the predictors
+from tierwise.router.predictors import (  # noqa: F401 - registers the predictors
+    irt,
+    knn,
+    logreg,
+    mf,
+    mlp,
+    stack,
+)
 from tierwise.router.predictors.base import NotFittedError, QualityPredictor, State
 from tierwise.router.predictors.registry import (
     available_predictors,
