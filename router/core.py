@@ -17,16 +17,19 @@ import numpy.typing as npt
 
 from tierwise.router.calibration import Calibrator
 from tierwise.router.config import RouterConfig
+from tierwise.router.crossfit import group_folds, out_of_fold, pool
 from tierwise.router.decision import Decision
 from tierwise.router.embed import Embedder, get_embedder
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
 from tierwise.router.normalize import Normalizer
 from tierwise.router.policies import Policy, get_policy, reference_cost
+from tierwise.router.policy_static import StaticMixturePolicy, hull_models
 from tierwise.router.predictors import QualityPredictor, get_predictor
 from tierwise.router.predictors.base import FloatArray
 from tierwise.router.pricing import PriceTable
 from tierwise.router.prompts import validate_batch
+from tierwise.router.selection import compare_with_static, knob_with_margin
 
 IntArray = npt.NDArray[np.int64]
 
@@ -135,6 +138,8 @@ class Router:
             raise DataError("`train` and `calibration` must have the same models in the same order")
         if len(train.prompts) < 2 or len(calibration.prompts) < 2:
             raise DataError("`fit` needs at least 2 train and 2 calibration prompts")
+        if self.__dict__.get("_fallback_config") is self.config:
+            self.config = self._requested_config  # a refit starts from what was asked for
         cfg = self.config
         self.certificate_, self.fallback_model_ = None, None  # a refit voids any certificate
         self.models_ = tuple(train.models)
@@ -154,31 +159,81 @@ class Router:
         else:
             X_tr = self.embed(train.prompts, progress=progress)
             X_cal = self.embed(calibration.prompts, progress=progress)
-        self.predictor_ = self._make_predictor().fit(X_tr, train.quality)
-        raw_cal = self.predictor_.predict_proba(X_cal)
-        self.calibrator_ = Calibrator(method=cfg.calibration.method).fit(
-            raw_cal, calibration.quality
-        )
+        data, X_fit, sel, X_sel, raw_sel = self._fit_predictor(train, calibration, X_tr, X_cal)
+        self.calibrator_ = Calibrator(method=cfg.calibration.method).fit(raw_sel, sel.quality)
         self.cost_model_ = ExpectedCostModel(
             cfg.cost.predict_output_tokens, cfg.cost.chars_per_token
         ).fit(
-            X_tr,
-            prompt_chars(train.prompts),
-            train.cost,
+            X_fit,
+            prompt_chars(data.prompts),
+            data.cost,
             self.models_,
-            input_tokens=train.input_tokens,
-            output_tokens=train.output_tokens,
+            input_tokens=data.input_tokens,
+            output_tokens=data.output_tokens,
             prices=prices,
         )
         self.policy_ = self._make_policy(
-            self.cost_model_.predict(X_tr, prompt_chars(train.prompts))
+            self.cost_model_.predict(X_fit, prompt_chars(data.prompts))
         )
-        P_cal = self.calibrator_.transform(raw_cal)
-        C_cal = self.cost_model_.predict(X_cal, prompt_chars(calibration.prompts))
-        self.knob_grid_ = np.asarray(self.policy_.knob_grid(P_cal, C_cal, n=cfg.policy.grid_size))
-        self._set_knob(calibration, P_cal, C_cal)
+        P_sel = self.calibrator_.transform(raw_sel)
+        C_sel = self.cost_model_.predict(X_sel, prompt_chars(sel.prompts))
+        self.knob_grid_ = np.asarray(self.policy_.knob_grid(P_sel, C_sel, n=cfg.policy.grid_size))
+        self._set_knob(sel, P_sel, C_sel, n_new=len(calibration.prompts))
+        self._check_static(sel, P_sel, C_sel, pool(train, calibration), len(calibration.prompts))
         self.price_table_version_ = prices.version if prices is not None else None
         return self
+
+    def _fit_predictor(
+        self,
+        train: TrafficData,
+        calibration: TrafficData,
+        X_tr: npt.NDArray[Any],
+        X_cal: npt.NDArray[Any],
+    ) -> tuple[TrafficData, npt.NDArray[Any], TrafficData, npt.NDArray[Any], FloatArray]:
+        """Fit the shipped predictor; return (fit data, its X, selection data, its X, raw P on
+        the selection data). Cross-fitting: all labels, out-of-fold P; else train / calibration.
+        """
+        folds = self.config.crossfit.folds
+        if folds < 2:
+            self.predictor_ = self._make_predictor().fit(X_tr, train.quality)
+            return train, X_tr, calibration, X_cal, self.predictor_.predict_proba(X_cal)
+        data = pool(train, calibration)
+        X = np.vstack([X_tr, X_cal])
+        fold_ids = group_folds(data.prompts, folds, self.config.seed)
+        raw = out_of_fold(self._make_predictor, X, data.quality, fold_ids)
+        self.predictor_ = self._make_predictor().fit(X, data.quality)
+        return data, X, data, X, raw
+
+    def _check_static(
+        self, sel: TrafficData, P: FloatArray, C: FloatArray, labelled: TrafficData, n_new: int
+    ) -> None:
+        """Replace the learned policy by the static mixture unless it is ahead with the
+        configured confidence on the held-out selection prompts (router/selection.py)."""
+        fb, cfg = self.config.fallback, self.config
+        self.static_fallback_, self.static_comparison_ = False, None
+        if not fb.enabled or cfg.policy.knob is not None or self.policy_.name == "static":
+            return
+        quality = np.nan_to_num(np.asarray(sel.quality, dtype=np.float64), nan=0.0)
+        choices = np.stack([self.policy_.choose(P, C, k) for k in self.knob_grid_])
+        cmp = compare_with_static(
+            choices, quality, np.asarray(sel.cost, dtype=np.float64), n_boot=fb.bootstrap,
+            seed=cfg.seed,
+        )  # fmt: skip
+        self.static_comparison_ = cmp.as_dict() | {"confidence": fb.confidence}
+        if cmp.p_better >= fb.confidence:
+            return
+        self.static_fallback_ = True
+        self.policy_ = StaticMixturePolicy(
+            hull_models(labelled.quality, labelled.cost),
+            replaced=cfg.policy.name,
+            evidence=self.static_comparison_,
+        )
+        # The manifest rebuilds the policy from the config's name: it must say "static".
+        static = cfg.policy.model_copy(update={"name": "static", "params": self.policy_.params})
+        self._requested_config = cfg
+        self.config = self._fallback_config = cfg.model_copy(update={"policy": static})
+        self.knob_grid_ = np.asarray(self.policy_.knob_grid(P, C, n=cfg.policy.grid_size))
+        self._set_knob(sel, P, C, n_new=n_new)
 
     def _make_predictor(self) -> QualityPredictor:
         params = dict(self.config.predictor.params)
@@ -193,23 +248,29 @@ class Router:
             params["cost_scale"] = reference_cost(train_expected_cost)
         return get_policy(self.config.policy.name, **params)
 
-    def _set_knob(self, cal: TrafficData, P_cal: FloatArray, C_cal: FloatArray) -> None:
-        """Keep the calibration sweep: the knob is chosen on it (and certification reuses it)."""
+    def _set_knob(
+        self, cal: TrafficData, P_cal: FloatArray, C_cal: FloatArray, n_new: int | None = None
+    ) -> None:
+        """Keep the calibration sweep: the knob is chosen on it (and certification reuses it).
+
+        ``n_new``: size of the new traffic the margin of ``policy.select.confidence`` is for
+        (default: as many prompts as ``cal``)."""
         choices = np.stack([self.policy_.choose(P_cal, C_cal, k) for k in self.knob_grid_])
         quality = np.nan_to_num(np.asarray(cal.quality, dtype=np.float64), nan=0.0)
-        self.calibration_curve_ = realized_curve(quality, np.asarray(cal.cost), choices)
+        cost = np.asarray(cal.cost, dtype=np.float64)
+        self.calibration_curve_ = realized_curve(quality, cost, choices)
         sel = self.config.policy.select
         ref = self.reference_index(quality, sel.reference)
         self.reference_model_ = self.models_[ref]
         self.target_quality_ = sel.quality_fraction * float(quality[:, ref].mean())
         if self.config.policy.knob is not None:
             self.knob_ = float(self.config.policy.knob)
-        else:
-            self.knob_ = float(
-                self.knob_grid_[
-                    select_knob(self.knob_grid_, self.calibration_curve_, self.target_quality_)
-                ]
-            )
+            return
+        n_new = len(cal.prompts) if n_new is None else n_new
+        best = knob_with_margin(
+            choices, quality, cost, ref, sel.quality_fraction, sel.confidence, n_new
+        )
+        self.knob_ = float(self.knob_grid_[best])
 
     def reference_index(self, quality: FloatArray, reference: str) -> int:
         if reference == "best":
