@@ -8,9 +8,10 @@ round-trip through the safe artifact format.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ from tierwise.router.predictors.base import FloatArray
 from tierwise.router.pricing import PriceTable
 from tierwise.router.prompts import validate_batch
 from tierwise.router.selection import compare_with_static, knob_with_margin
+
+if TYPE_CHECKING:
+    from tierwise.router.artifact import LoadedArtifact
 
 IntArray = npt.NDArray[np.int64]
 
@@ -342,12 +346,22 @@ class Router:
         metrics: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> str:
-        from tierwise.router.artifact import save_router
+        from tierwise.router.artifact._persist import save_router
 
         return str(save_router(self, path, metrics=metrics, extra=extra))
 
     @classmethod
-    def load(cls, path: str, *, embedder: Embedder | None = None) -> Router:
-        from tierwise.router.artifact import load_router
+    def load(
+        cls,
+        path: str | os.PathLike[str] | LoadedArtifact,
+        *,
+        embedder: Embedder | None = None,
+    ) -> Self:
+        """Load a router artifact (``path`` may also be an already loaded artifact).
 
-        return load_router(path, embedder=embedder)
+        An artifact from ``tierwise export`` brings its own ONNX embedder, used unless
+        ``embedder`` is passed; otherwise the embedder it names is built on first use.
+        """
+        from tierwise.router.artifact._persist import restore_router
+
+        return restore_router(cls, path, embedder=embedder)

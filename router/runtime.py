@@ -19,79 +19,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import numpy.typing as npt
-from pydantic import ValidationError
 
+from tierwise.router.artifact._embedded import MODEL_ARRAY as MODEL_ARRAY
+from tierwise.router.artifact._embedded import PAYLOAD_KEY as PAYLOAD_KEY
+from tierwise.router.artifact._embedded import TOKENIZER_ARRAY as TOKENIZER_ARRAY
+from tierwise.router.artifact._embedded import embedded_config as embedded_config
+from tierwise.router.artifact._embedded import embedded_embedder
 from tierwise.router.core import Router
-from tierwise.router.embed.onnx import OnnxEmbedder, OnnxEmbedderConfig
 from tierwise.router.errors import ArtifactError
 from tierwise.router.normalize import Normalizer
-from tierwise.router.schema import format_validation_error
 
 if TYPE_CHECKING:
-    from tierwise.router.artifact import LoadedArtifact
     from tierwise.router.embed import Embedder
-
-PAYLOAD_KEY = "runtime_embedder"
-MODEL_ARRAY = "runtime.onnx_model"
-TOKENIZER_ARRAY = "runtime.tokenizer_json"
-_EXTRA_FIELDS = ("source_artifact_checksum",)  # ours, beside the embedder.json fields
-
-
-def embedded_config(export_dir: Path) -> dict[str, Any]:
-    """The checked ``embedder.json`` of an ONNX export directory, as JSON for a payload."""
-    from tierwise.router.embed.onnx import read_config
-
-    return read_config(export_dir).model_dump(mode="json")
-
-
-def embedded_embedder(
-    art: LoadedArtifact, *, num_threads: int | None = None
-) -> OnnxEmbedder | None:
-    """The ONNX embedder bundled in a loaded artifact, or None if it carries none."""
-    payload = art.payload
-    if PAYLOAD_KEY not in payload:
-        return None
-    where = str(art.path)
-    raw = payload[PAYLOAD_KEY]
-    fields = (
-        {k: v for k, v in raw.items() if k not in _EXTRA_FIELDS} if isinstance(raw, dict) else raw
-    )
-    try:
-        config = OnnxEmbedderConfig.model_validate(fields)
-    except ValidationError as err:
-        raise ArtifactError(
-            format_validation_error(err, f"{where}: `{PAYLOAD_KEY}`") + "; re-run `tierwise export`"
-        ) from None
-    missing = [k for k in (MODEL_ARRAY, TOKENIZER_ARRAY) if k not in art.arrays]
-    if missing:
-        raise ArtifactError(
-            f"{where}: payload `{PAYLOAD_KEY}` is set but arrays {missing} are missing; "
-            "re-run `tierwise export`"
-        )
-    model, tok = art.arrays[MODEL_ARRAY], art.arrays[TOKENIZER_ARRAY]
-    for name, arr in ((MODEL_ARRAY, model), (TOKENIZER_ARRAY, tok)):
-        if arr.dtype != np.uint8 or arr.ndim != 1:
-            raise ArtifactError(
-                f"{where}: array `{name}` must be 1-d uint8 bytes, got {arr.dtype} with shape "
-                f"{arr.shape}; re-run `tierwise export`"
-            )
-    try:
-        tokenizer_json = tok.tobytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ArtifactError(
-            f"{where}: array `{TOKENIZER_ARRAY}` is not UTF-8 JSON; re-run `tierwise export`"
-        ) from None
-    return OnnxEmbedder.from_bytes(
-        config,
-        model.tobytes(),
-        tokenizer_json,
-        where=where,
-        num_threads=num_threads,
-        fix="re-run `tierwise export`",
-    )
-
 
 class RuntimeRouter(Router):
     """A loaded Router with a lean ``embed`` for serving: no cache, normalizer built once.
@@ -148,7 +88,7 @@ def load_runtime(
     is given. ``require_embedded=True`` refuses artifacts without a bundled embedder, so a
     torch-free deployment fails at start rather than on the first request.
     """
-    from tierwise.router.artifact import load_artifact, load_router
+    from tierwise.router.artifact._store import load_artifact
 
     art = load_artifact(Path(path))
     if embedder is None:
@@ -158,10 +98,7 @@ def load_runtime(
             f"{path}: this artifact has no bundled ONNX embedder; create one with "
             "`tierwise export ARTIFACT OUT` and serve OUT"
         )
-    router = load_router(art, embedder=embedder)  # checks the embedder's dimension
-    # Same state, leaner embed(): RuntimeRouter adds no fields, so re-classing is safe.
-    router.__class__ = RuntimeRouter
-    assert isinstance(router, RuntimeRouter)
+    router = RuntimeRouter.load(art, embedder=embedder)  # checks the embedder's dimension
     if warm_up:
         router.warm_up()
     return router

@@ -11,12 +11,15 @@ trust model). This package is the public face; the ``_``-prefixed modules are pr
 
 Importing this package loads only the standard library, numpy and pydantic: the router-level
 names (``save_router``, ``load_router``, the export functions) load lazily on first use, so the
-production loader never drags in the predictors, torch or onnxruntime.
+production loader never drags in the predictors, torch or onnxruntime. Inside ``router/``, import
+the private modules directly (``core`` -> ``_persist``; ``runtime`` -> ``_store``,
+``_embedded``): this package lazily reaches ``_export``, which imports the runtime.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from tierwise.router.artifact._io import (
@@ -37,7 +40,9 @@ from tierwise.router.artifact._store import (
 if TYPE_CHECKING:
     from tierwise.router.artifact._export import Agreement, decision_agreement, export_artifact
     from tierwise.router.artifact._onnx import export_onnx
-    from tierwise.router.artifact._persist import load_router, save_router
+    from tierwise.router.artifact._persist import save_router
+    from tierwise.router.core import Router
+    from tierwise.router.embed import Embedder
 
 __all__ = [
     "ARRAYS_NAME",
@@ -61,12 +66,20 @@ __all__ = [
 # public name -> private module, imported on first use (these pull in the router's components)
 _LAZY: dict[str, str] = {
     "save_router": "_persist",
-    "load_router": "_persist",
     "export_artifact": "_export",
     "decision_agreement": "_export",
     "Agreement": "_export",
     "export_onnx": "_onnx",
 }
+
+
+def load_router(
+    path: str | os.PathLike[str] | LoadedArtifact, *, embedder: Embedder | None = None
+) -> Router:
+    """Load a router artifact: the same as ``Router.load(path, embedder=embedder)``."""
+    from tierwise.router.core import Router
+
+    return Router.load(path, embedder=embedder)
 
 
 def __getattr__(name: str) -> Any:

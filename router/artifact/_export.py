@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.router.artifact._io import MANIFEST_NAME
-from tierwise.router.artifact._store import load_artifact, save_artifact
-from tierwise.router.errors import ArtifactError, ConfigError
-from tierwise.router.runtime import (
+from tierwise.router.artifact._embedded import (
     MODEL_ARRAY,
     PAYLOAD_KEY,
     TOKENIZER_ARRAY,
     embedded_config,
 )
+from tierwise.router.artifact._io import MANIFEST_NAME
+from tierwise.router.artifact._store import load_artifact, save_artifact
+from tierwise.router.errors import ArtifactError, ConfigError
 
 QUANTIZATIONS = ("none", "int8")
 

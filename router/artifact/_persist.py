@@ -1,17 +1,22 @@
-"""Save a fitted Router as a safe artifact (tierwise.router.artifact) and load it back.
+"""Save a fitted Router as a safe artifact and load it back (``Router.save``/``Router.load``).
 
 The payload names every component and its JSON params; the arrays hold their fitted numbers,
 each under a prefix (``predictor.``, ``calibration.``, ``cost.``). Nothing is pickled.
+
+This module never imports the Router class: ``Router.load`` passes itself in
+(:func:`restore_router`), so ``core`` -> ``_persist`` is the only direction between the two.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from tierwise.router import __version__
+from tierwise.router.artifact._embedded import embedded_embedder
 from tierwise.router.artifact._store import LoadedArtifact, load_artifact, save_artifact
 from tierwise.router.calibration import Calibrator
 from tierwise.router.config import RouterConfig
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     from tierwise.router.embed import Embedder
 
 PARTS = ("predictor", "calibration", "cost")
+R = TypeVar("R", bound="Router")
 
 
 def _prefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -85,6 +91,7 @@ def save_router(
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
+    """Write a fitted router to ``path`` (a directory, or one file if it ends in ``.tierwise``)."""
     payload, arrays = router_payload(router)
     payload["metrics"] = metrics or {}
     payload["extra"] = extra or {}
@@ -93,26 +100,25 @@ def save_router(
     return save_artifact(path, payload, arrays)
 
 
-def load_router(path: str | Path | LoadedArtifact, *, embedder: Embedder | None = None) -> Router:
-    """Load a router artifact; the embedder is built lazily (or passed, e.g. an ONNX one).
+def restore_router(
+    cls: type[R], path: str | os.PathLike[str] | LoadedArtifact, *, embedder: Embedder | None
+) -> R:
+    """A ``cls`` (Router or a subclass) holding the router stored at ``path``.
 
     An artifact from `tierwise export` carries its own ONNX embedder: it is used unless
-    ``embedder`` is passed. ``path`` may also be an already loaded artifact.
+    ``embedder`` is passed; otherwise the embedder the artifact names is built lazily.
+    ``path`` may also be an already loaded artifact.
     """
-    from tierwise.router.core import Router
-
-    art = path if isinstance(path, LoadedArtifact) else load_artifact(path)
+    art = path if isinstance(path, LoadedArtifact) else load_artifact(Path(path))
     path = art.path
     p = art.payload
     if p.get("kind") != "tierwise.router":
         raise ArtifactError(f"{path}: not a tierwise router artifact (kind={p.get('kind')!r})")
     if embedder is None:
-        from tierwise.router.runtime import embedded_embedder
-
         embedder = embedded_embedder(art)  # None unless the artifact bundles one
     try:
         config = parse_model(RouterConfig, p["config"], source=f"{path}: manifest config")
-        router = Router(config, embedder=embedder)
+        router = cls(config, embedder=embedder)
         router.models_ = tuple(p["models"])
         router.embedder_identity_ = p["embedder"]["identity"]
         router.dim_ = int(p["embedder"]["dim"])
