@@ -140,33 +140,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _sinks(args: argparse.Namespace, metrics: Any) -> tuple[Any, Any]:
-    decision_log = tracer = None
-    if args.log:
-        from tierwise.router.gateway.decision_log import open_log
+def _open_log(args: argparse.Namespace, metrics: Any) -> Any:
+    if not args.log:
+        return None
+    from tierwise.router.gateway.decision_log import open_log
 
-        decision_log = open_log(
-            args.log,
-            lambda result, n: metrics.log_records.inc(result, amount=n),
-            fmt=args.log_format,
-            rotate_mb=args.log_rotate_mb,
-            rotate_minutes=args.log_rotate_minutes,
-            table=args.log_table,
-            maxsize=args.log_queue,
-        )
-    if args.mlflow_experiment:
-        from tierwise.router.gateway.tracing import Tracer, ensure_experiment
+    return open_log(
+        args.log,
+        lambda result, n: metrics.log_records.inc(result, amount=n),
+        fmt=args.log_format,
+        rotate_mb=args.log_rotate_mb,
+        rotate_minutes=args.log_rotate_minutes,
+        table=args.log_table,
+        maxsize=args.log_queue,
+    )
 
-        exp_id = ensure_experiment(args.mlflow_experiment, args.mlflow_tracking_uri)
-        tracer = Tracer(exp_id, lambda result, n: metrics.traces.inc(result, amount=n))
-    return decision_log, tracer
+
+def _start_tracer(args: argparse.Namespace, metrics: Any) -> Any:
+    if not args.mlflow_experiment:
+        return None
+    from tierwise.router.gateway.tracing import Tracer
+
+    # Started first: its process imports MLflow while the router loads.
+    return Tracer(
+        args.mlflow_experiment,
+        lambda result, n: metrics.traces.inc(result, amount=n),
+        tracking_uri=args.mlflow_tracking_uri,
+    )
+
+
+def _build(
+    args: argparse.Namespace, upstreams: Any, metrics: Any, limits: Any, threads: int, token: Any
+) -> Any:
+    from tierwise.router.gateway.app import create_gateway
+
+    return create_gateway(
+        args.artifact,
+        upstreams,
+        limits=limits,
+        num_threads=threads,
+        watch_interval=args.watch,
+        admin_token=token,
+        require_embedded=args.require_onnx,
+        embed=args.embed,
+        metrics=metrics,
+        log_prompts=args.log_prompts,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        import fastapi  # noqa: F401
+        import httpx  # noqa: F401
         import uvicorn
 
-        from tierwise.router.gateway.app import create_gateway
         from tierwise.router.gateway.metrics import GatewayMetrics
     except ImportError as err:
         raise ConfigError(
@@ -190,19 +217,17 @@ def run(args: argparse.Namespace) -> int:
     token = os.environ.get(TOKEN_ENV) or None
     metrics = GatewayMetrics()
     limits = Limits(args.max_prompt_chars, 256, args.max_body_bytes)
-    app = create_gateway(
-        args.artifact,
-        upstreams,
-        limits=limits,
-        num_threads=threads,
-        watch_interval=args.watch,
-        admin_token=token,
-        require_embedded=args.require_onnx,
-        embed=args.embed,
-        metrics=metrics,
-        log_prompts=args.log_prompts,
-    )  # fails before the sinks open: a bad artifact or missing key leaves no empty log behind
-    app.state.decision_log, app.state.tracer = _sinks(args, metrics)
+    tracer = _start_tracer(args, metrics)
+    try:
+        app = _build(args, upstreams, metrics, limits, threads, token)
+        if tracer is not None:
+            tracer.wait_ready()
+    except BaseException:
+        if tracer is not None:
+            tracer.close()
+        raise
+    app.state.tracer = tracer
+    app.state.decision_log = _open_log(args, metrics)  # after every check: no empty log left
     sock = bind(args.host, args.port)
     _install_sighup(app.state.holder)
     host, port = sock.getsockname()[:2]

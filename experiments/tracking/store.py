@@ -31,6 +31,10 @@ FAST_FAIL_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
+# The MLflow UI opens an experiment by its kind: training runs here, not the GenAI traces view
+# (the gateway's traces go to their own experiment, tagged genai_development).
+KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 
 
 class TrackingUnavailable(TierwiseError):
@@ -176,13 +180,15 @@ def ensure_experiment(client: MlflowClient, tracking: ResolvedTracking) -> str:
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 client.restore_experiment(exp.experiment_id)
+            if KIND_TAG not in (exp.tags or {}):  # made before tierwise tagged its experiments
+                client.set_experiment_tag(exp.experiment_id, KIND_TAG, TRAINING_KIND)
             return str(exp.experiment_id)
         return str(
             client.create_experiment(
                 tracking.experiment,
                 artifact_location=tracking.artifact_location,
                 # The MLflow UI then opens the experiment on its training-runs view.
-                tags={"mlflow.experimentKind": "custom_model_development"},
+                tags={KIND_TAG: TRAINING_KIND},
             )
         )
 

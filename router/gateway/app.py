@@ -350,7 +350,8 @@ def create_gateway(
     async def reload(request: Request) -> Response:
         if admin_token is None:  # serve's rule: no token configured, no remote reloads
             raise ClientError(
-                403, "/admin/reload is disabled; set TIERWISE_ADMIN_TOKEN to enable it "
+                403,
+                "/admin/reload is disabled; set TIERWISE_ADMIN_TOKEN to enable it "
                 "(or reload with SIGHUP / --watch)",
             )
         given = request.headers.get("authorization", "")

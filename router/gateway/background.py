@@ -17,12 +17,15 @@ _STOP = object()
 
 
 class BackgroundWriter:
-    """Runs ``write(batch)`` on a worker thread; ``count(result, n)`` tallies the results."""
+    """Runs ``write(batch)`` on a worker thread; ``count(result, n)`` tallies the results.
+
+    ``write`` returns None (all written) or how many of the batch failed; raising fails all.
+    """
 
     def __init__(
         self,
         name: str,
-        write: Callable[[list[Any]], None],
+        write: Callable[[list[Any]], int | None],
         count: Callable[[str, int], None],
         *,
         maxsize: int = 10_000,
@@ -57,8 +60,10 @@ class BackgroundWriter:
             batch = [x for x in batch if x is not _STOP]
             if batch:
                 try:
-                    self._write(batch)
-                    self._count("written", len(batch))
+                    failed = self._write(batch) or 0  # a writer may report partial failure
+                    self._count("written", len(batch) - failed)
+                    if failed:
+                        self._count("failed", failed)
                 except Exception:
                     log.exception("%s: could not write %d record(s)", self.name, len(batch))
                     self._count("failed", len(batch))

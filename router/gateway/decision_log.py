@@ -3,7 +3,8 @@
 Destinations (``tierwise gateway --log ...``):
 
 - a directory: JSONL (default) or Parquet files named ``decisions-<UTC start>-<n>.jsonl``,
-  rotated when a file passes ``rotate_mb`` or is ``rotate_minutes`` old. Files are complete
+  rotated when a file passes ``rotate_mb`` (Parquet: of uncompressed data) or is
+  ``rotate_minutes`` old. Files are complete
   after rotation or shutdown; a JSONL file is readable line by line while being written.
 - ``postgresql://user@host:port/db``: rows in table ``tierwise_decisions`` (created if
   missing), inserted in batches.
@@ -90,6 +91,7 @@ class FileSink:
         self._file: Any = None
         self._path: Path | None = None
         self._opened = 0.0
+        self._bytes = 0
         self._seq = 0
 
     def _open(self) -> None:
@@ -97,6 +99,7 @@ class FileSink:
         self._seq += 1
         self._path = self.folder / f"decisions-{stamp}-{os.getpid()}-{self._seq}.{self.fmt}"
         self._opened = time.monotonic()
+        self._bytes = 0
         if self.fmt == "jsonl":
             self._file = self._path.open("a", encoding="utf-8")
         else:
@@ -109,17 +112,17 @@ class FileSink:
             self._open()
         rows = [_row(r, nested=self.fmt == "jsonl") for r in records]
         if self.fmt == "jsonl":
-            self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            self._file.write(text)
             self._file.flush()
+            self._bytes += len(text.encode("utf-8"))
         else:
             import pyarrow as pa
 
-            self._file.write_table(pa.Table.from_pylist(rows, schema=_arrow_schema()))
-        assert self._path is not None
-        if (
-            self._path.stat().st_size >= self.rotate_bytes
-            or time.monotonic() - self._opened >= self.rotate_s
-        ):
+            table = pa.Table.from_pylist(rows, schema=_arrow_schema())
+            self._file.write_table(table)
+            self._bytes += table.nbytes  # in memory; the file (compressed) is smaller
+        if self._bytes >= self.rotate_bytes or time.monotonic() - self._opened >= self.rotate_s:
             self.close()
 
     def close(self) -> None:
