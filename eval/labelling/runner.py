@@ -74,6 +74,7 @@ class Runner:
         self.failures = 0
         self._next = 0
         self._inflight: dict[str, asyncio.Future[CachedCall]] = {}
+        self._settled = asyncio.Event()
         self._bar: Any = None
         self.client: Any = None
         self.scorer: Scorer = make_scorer(self.cfg.score, ask=self.ask)
@@ -188,12 +189,12 @@ class Runner:
         label: str | None = None,
     ) -> CachedCall:
         reserve = self.plan.reservation(tier, messages, params, expected_out)
-        if not self.budget.try_reserve(reserve):
-            raise BudgetReached
+        await self._reserve(reserve)
         try:
             res = await self.client.chat(tier, messages, **params)
         except BaseException:
             self.budget.release(reserve)
+            self._wake()
             raise
         spec = self.plan.specs[tier]
         t_in, t_out = res.usage.prompt_tokens, res.usage.completion_tokens
@@ -205,11 +206,26 @@ class Runner:
         done = CachedCall(key, spec.model, res.text, t_in, t_out, cost, res.latency_s)
         self.cache.put(done)
         self.budget.settle(reserve, cost)
+        self._wake()
         name = label or tier
         self.result.sent[name] += 1
         self.result.spent[name] += cost
         self._tick(cost)
         return done
+
+    async def _reserve(self, amount: float) -> None:
+        """Reserve a call's worst case; near the budget, wait for calls in flight to settle
+        (their actual cost is usually far below their reservation) before giving up."""
+        while not self.budget.fits(amount):
+            if self.budget.exhausted or self.budget.in_flight == 0:
+                self.budget.refuse(amount)
+                raise BudgetReached
+            self._settled.clear()
+            await self._settled.wait()
+        self.budget.reserve(amount)
+
+    def _wake(self) -> None:
+        self._settled.set()
 
     def _tick(self, cost: float) -> None:
         if self._bar is not None:
