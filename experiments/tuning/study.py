@@ -3,8 +3,10 @@
 Resuming: the study is named and stored (journal file or database), so running the command
 again continues it. Finished trials (complete or pruned) count toward ``n_trials``; a trial
 left RUNNING by a killed process is marked FAIL and its parameters are queued again, so no
-suggested configuration is lost (journal: the worker's process is gone; database: its heartbeat
-stopped). A study whose stored fingerprint (search space, mode, target, data) differs from the
+suggested configuration is lost (a worker on this host: its process is gone; elsewhere, with a
+database: its heartbeat stopped). This is checked before and after the trials run, so a
+resumed study that finishes quickly does not leave the dead worker's trial RUNNING. A study
+whose stored fingerprint (search space, mode, target, data) differs from the
 config's is refused: its scores would not be comparable.
 
 Every trial stores in ``user_attrs`` what a tracker needs: ``router_config`` (the resolved
@@ -41,6 +43,7 @@ TrialHook = Callable[["optuna.Study", "FrozenTrial"], None]
 FINGERPRINT_ATTR = "tierwise.fingerprint"
 DESCRIPTION_ATTR = "tierwise.description"
 MAX_CONSECUTIVE_FAILURES = 5
+MAX_CATCH_UP = 3  # optimize() rounds to re-run trials of workers that died meanwhile
 
 
 def worker_id() -> str:
@@ -209,25 +212,62 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def recover_stale(study: optuna.Study, storage: BaseStorage) -> list[int]:
-    """Fail RUNNING trials whose worker process on this host is gone; re-queue their params."""
+def recover_stale(
+    study: optuna.Study, storage: BaseStorage, *, requeue: bool = True, database: bool = False
+) -> list[int]:
+    """Fail RUNNING trials whose worker is gone; re-queue their params (``requeue``).
+
+    A worker on this host is gone when its process is; for a database, a worker elsewhere when
+    its heartbeat is older than the grace period (Optuna checks that only when a trial starts,
+    so a resumed study that finishes quickly would otherwise leave the trial RUNNING forever).
+    """
     from optuna.trial import TrialState
 
     host = socket.gethostname()
     study_id = storage.get_study_id_from_name(study.study_name)
+    stale = set(_heartbeat_stale(storage, study_id)) if database else set()
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         h, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if h != host or not pid.isdigit() or _alive(int(pid)):
-            continue
         tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        dead_here = h == host and pid.isdigit() and not _alive(int(pid))
+        if not dead_here and tid not in stale:
+            continue
         try:
-            storage.set_trial_state_values(tid, TrialState.FAIL)
+            if not storage.set_trial_state_values(tid, TrialState.FAIL):
+                continue
         except RuntimeError:  # it finished after all (another process got there first)
             continue
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        if requeue:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         recovered.append(t.number)
     return recovered
+
+
+def _heartbeat_stale(storage: BaseStorage, study_id: int) -> list[int]:
+    get = getattr(storage, "_get_stale_trial_ids", None) or getattr(
+        storage, "get_stale_trial_ids", None
+    )
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if get is None or not interval:
+        return []
+    try:
+        return list(get(study_id))
+    except Exception:  # a storage without heartbeats: nothing is known to be stale
+        return []
+
+
+def _owned(sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+    """Name the worker on each trial as soon as it exists (``before_trial``), so that a trial
+    whose process dies at any point afterwards can be recognised as stale."""
+    original = sampler.before_trial
+
+    def before_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, "worker", worker_id())
+        original(study, trial)
+
+    sampler.before_trial = before_trial  # type: ignore[method-assign]
+    return sampler
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -239,14 +279,25 @@ def finished_count(study: optuna.Study) -> int:
 @dataclass
 class RunSummary:
     finished_before: int
-    finished_after: int
+    finished_after: int  # the study's, including other workers' trials
     seconds: float
     recovered: list[int] = field(default_factory=list)
     hook_errors: list[str] = field(default_factory=list)
+    ran_here: int = 0  # trials this process finished (complete or pruned)
 
     @property
     def ran(self) -> int:
-        return self.finished_after - self.finished_before
+        """Trials this worker finished; with other workers the study grew by more."""
+        return self.ran_here
+
+
+class _Count:
+    def __init__(self, summary: RunSummary) -> None:
+        self.summary = summary
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state.name in ("COMPLETE", "PRUNED"):
+            self.summary.ran_here += 1
 
 
 class _Guard:
@@ -331,8 +382,8 @@ def run_trials(
     import optuna
     from optuna.trial import TrialState
 
-    recovered = [] if database else recover_stale(study, storage)
     before = finished_count(study)
+    recovered = recover_stale(study, storage, requeue=before < n_trials, database=database)
     summary = RunSummary(before, before, 0.0, recovered)
     if before >= n_trials:
         return summary
@@ -345,18 +396,30 @@ def run_trials(
     else:
         parts = [seed, n_all] + ([os.getpid()] if database else [])
         run_seed = int(np.random.SeedSequence(parts).generate_state(1)[0])
-    study.sampler = make_sampler(objective.tune, run_seed)
+    study.sampler = _owned(make_sampler(objective.tune, run_seed))
     guard = _Guard()
     bar = _Progress(n_trials, before, progress)
     callbacks: list[TrialHook] = [
         optuna.study.MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
         guard,
         bar,
+        _Count(summary),
         *(_safe(h, summary.hook_errors) for h in on_trial_end),
     ]
     t0 = time.perf_counter()
     try:
-        study.optimize(objective, timeout=timeout_s, callbacks=callbacks, catch=(TierwiseError,))
+        for _ in range(MAX_CATCH_UP):
+            study.optimize(
+                objective, timeout=timeout_s, callbacks=callbacks, catch=(TierwiseError,)
+            )
+            # Another worker killed while this one ran leaves a RUNNING trial; fail it now (and
+            # run its parameters again while the study is short of its target).
+            short = finished_count(study) < n_trials
+            late = recover_stale(study, storage, requeue=short, database=database)
+            summary.recovered += late
+            timed_out = timeout_s is not None and time.perf_counter() - t0 >= timeout_s
+            if not (late and short) or timed_out or guard.streak >= MAX_CONSECUTIVE_FAILURES:
+                break
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - t0
