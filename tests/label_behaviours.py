@@ -207,3 +207,11 @@ def logging_upstream(behaviour: str, log: Path) -> Iterator[Any]:
             os.environ.pop("LABEL_CALL_LOG", None)
         else:
             os.environ["LABEL_CALL_LOG"] = old
+
+
+def last_number_matches(answer: str, example: dict[str, Any]) -> bool | None:
+    """A user's Python scorer (``score.python.function: label_behaviours:last_number_matches``)."""
+    nums = re.findall(r"-?\d+", answer)
+    if not nums:
+        return None
+    return nums[-1] == str(example["reference"])

@@ -88,6 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if w.rows and not args.no_inspect and not args.json:
         print()
         print(_inspect(str(w.config)))
+    failed = sum(1 for o in outcome.result.outcomes if o is not None and o.error is not None)
+    if failed:
+        print(
+            f"tierwise: {failed} calls failed (see `error` in {w.answers}); their prompts are "
+            "not in the table; rerun to retry them (finished calls are cached)",
+            file=sys.stderr,
+        )
     stop = outcome.result.stop_reason
     if stop:
         print(
