@@ -15,7 +15,6 @@ import hashlib
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from tierwise.router.errors import ConfigError
 from tierwise.router.policies import _POLICIES, FloatArray, IntArray, Policy, _check, _check_knob
@@ -58,6 +57,7 @@ class StaticMixturePolicy(Policy):
     """
 
     name = "static"
+    example_params = {"models": [0, 1, 2]}  # for tests/test_policy_conformance.py
 
     def __init__(
         self,
@@ -96,12 +96,12 @@ class StaticMixturePolicy(Policy):
         return out
 
     def knob_grid(self, p_success: Any, expected_cost: Any, n: int = 50) -> FloatArray:
+        """The hull's vertices only (integer knobs): a swept curve of many mixtures would, on
+        a small sample, collect the lucky ones and look better than the mixture it is. One hull
+        model still gives two (equal) knobs: a swept curve, which reports score as a curve."""
         _check(p_success, expected_cost)
-        top = float(len(self.models) - 1)
-        grid: npt.NDArray[np.float64] = np.union1d(
-            np.linspace(0.0, top, max(int(n), 2)), np.arange(len(self.models), dtype=np.float64)
-        )
-        return grid
+        top = len(self.models) - 1
+        return np.minimum(np.arange(max(top + 1, 2)), top).astype(np.float64)
 
 
 # Registered from here (router.core imports this module) until router/policies grows a registry.

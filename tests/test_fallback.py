@@ -36,7 +36,7 @@ def test_static_policy_mixes_per_prompt_and_batch_independently():
     assert set(np.unique(picks)) == {0, 2}
     assert np.mean(picks == 2) == pytest.approx(0.25, abs=0.03)
     assert np.array_equal(pol.choose(P[:7], C[:7], 0.25), picks[:7])
-    assert list(pol.knob_grid(P, C, 5)) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert list(pol.knob_grid(P, C, 5)) == [0.0, 1.0]
     with pytest.raises(ConfigError, match="must be a non-empty list of model column"):
         StaticMixturePolicy([])
 
