@@ -149,12 +149,14 @@ def write_inputs(folder: Path, tier_url: str, judge_url: str | None = None, **co
     ups: dict[str, Any] = {
         t: {"usd_per_1m_input": p[0], "usd_per_1m_output": p[1]} for t, p in PRICES.items()
     }
-    ups["judge"]["base_url"] = judge_url or tier_url
+    judge = {"base_url": judge_url or tier_url, "max_concurrency": 8, **ups.pop("judge")}
     upstreams = {
         "default": {"base_url": tier_url, "max_concurrency": 8, "backoff_s": 0.05},
         "upstreams": ups,
     }
+    # the tiers' file is the one the gateway reads too: the judge has a file of its own
     (folder / "upstreams.yaml").write_text(yaml.safe_dump(upstreams))
+    (folder / "judge_upstreams.yaml").write_text(yaml.safe_dump({"upstreams": {"judge": judge}}))
     cfg: dict[str, Any] = {
         "name": "arith",
         "upstreams": "upstreams.yaml",

@@ -97,7 +97,11 @@ def test_label_reference_judge_and_train(upstreams, tmp_path: Path, capsys) -> N
         name="arith_judge",
         score={
             "method": "judge",
-            "judge": {"tier": "judge", "expected_output_tokens": 12},
+            "judge": {
+                "tier": "judge",
+                "upstreams": "judge_upstreams.yaml",
+                "expected_output_tokens": 12,
+            },
             "reference": {"match": "numeric"},
         },
         output={"dir": "judged", "cache": "out/calls.sqlite"},

@@ -123,6 +123,9 @@ class JudgeConfig(StrictModel):
     better, ``[[C]]`` tie -> 1, 0, ``tie``."""
 
     tier: str
+    # Where the judge is served when it is not in the main `upstreams` (which the gateway
+    # also reads, and which must then list only the router's tiers): a second upstreams file.
+    upstreams: str | UpstreamsConfig | None = None
     mode: Literal["rating", "pairwise"] = "rating"
     rubric: str | None = None  # default: a built-in template for the mode
     params: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0, "max_tokens": 256})
@@ -233,6 +236,15 @@ class LabellingConfig(StrictModel):
         if isinstance(self.upstreams, UpstreamsConfig):
             return self.upstreams
         return load_upstreams(self.resolve(self.upstreams))
+
+    def judge_upstreams(self) -> UpstreamsConfig | None:
+        """The judge's own upstreams file, if the config names one."""
+        judge = self.score.judge
+        if self.score.method != "judge" or judge is None or judge.upstreams is None:
+            return None
+        if isinstance(judge.upstreams, UpstreamsConfig):
+            return judge.upstreams
+        return load_upstreams(self.resolve(judge.upstreams))
 
     def judge_tier(self) -> str | None:
         return self.score.judge.tier if self.score.method == "judge" and self.score.judge else None

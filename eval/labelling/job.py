@@ -20,7 +20,7 @@ from tierwise.eval.labelling.runner import RunResult, run_plan
 from tierwise.eval.labelling.scorers.judge import JudgeScorer
 from tierwise.eval.labelling.sources import PromptSet, load_prompts, source_name
 from tierwise.eval.labelling.writer import Written, write_outputs
-from tierwise.router.upstreams import UpstreamsConfig
+from tierwise.router.upstreams import UpstreamFields, UpstreamsConfig, UpstreamSpec
 
 
 @dataclass
@@ -51,20 +51,34 @@ def judge_for_estimates(cfg: LabellingConfig) -> JudgeScorer | None:
     return JudgeScorer(cfg.score.judge, _never)
 
 
+def resolve_specs(cfg: LabellingConfig) -> dict[str, UpstreamSpec]:
+    """Every tier's endpoint, and the judge's (from its own upstreams file if it has one)."""
+    upstreams = cfg.upstreams_config()
+    specs = {t: upstreams.for_tier(t) for t in cfg.tiers}
+    judge = cfg.judge_tier()
+    if judge is not None and judge not in specs:
+        specs[judge] = (cfg.judge_upstreams() or upstreams).for_tier(judge)
+    return specs
+
+
+def client_config(specs: dict[str, UpstreamSpec]) -> UpstreamsConfig:
+    """One upstreams config holding exactly these resolved endpoints (for one shared client)."""
+    fields = {
+        t: UpstreamFields.model_validate(s.model_dump(exclude={"tier"}, exclude_none=True))
+        for t, s in specs.items()
+    }
+    return UpstreamsConfig(upstreams=fields)
+
+
 def prepare(cfg: LabellingConfig) -> Prepared:
     """Read prompts, resolve upstreams and prices, look the plan up in the cache, estimate."""
-    upstreams = cfg.upstreams_config()
-    tiers = list(cfg.tiers)
-    judge = cfg.judge_tier()
-    if judge is not None and judge not in tiers:
-        tiers.append(judge)
-    specs = {t: upstreams.for_tier(t) for t in tiers}
+    specs = resolve_specs(cfg)
     check_prices(specs)
     examples, found = load_prompts(cfg)
     cache = CallCache(cfg.cache_path())
     plan = build_plan(cfg, examples, specs, cache)
     estimate = plan.estimate(judge_for_estimates(cfg), cache)
-    return Prepared(cfg, upstreams, found, plan, cache, estimate)
+    return Prepared(cfg, client_config(specs), found, plan, cache, estimate)
 
 
 def run(prep: Prepared, *, progress: bool = True) -> LabelOutcome:

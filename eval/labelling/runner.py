@@ -79,12 +79,6 @@ class Runner:
         self.client: Any = None
         self.scorer: Scorer = make_scorer(self.cfg.score, ask=self.ask)
 
-    def _client_config(self) -> UpstreamsConfig:
-        """Only the tiers this job uses (the file may serve more; their keys are not needed)."""
-        up = self.upstreams
-        keep = {t: f for t, f in up.upstreams.items() if t in self.plan.specs}
-        return UpstreamsConfig(default=up.default, upstreams=keep)
-
     async def run(self) -> RunResult:
         from tqdm.auto import tqdm
 
@@ -102,7 +96,7 @@ class Runner:
             leave=True,
         )
         try:
-            async with UpstreamClient(self._client_config(), list(self.plan.specs)) as client:
+            async with UpstreamClient(self.upstreams, list(self.plan.specs)) as client:
                 self.client = client
                 n = min(self.cfg.max_in_flight, len(self.plan.calls))
                 await asyncio.gather(*(self._worker() for _ in range(n)))
