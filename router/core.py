@@ -24,7 +24,7 @@ from tierwise.router.embed import Embedder, get_embedder
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
 from tierwise.router.normalize import Normalizer
-from tierwise.router.policies import Policy, get_policy, reference_cost
+from tierwise.router.policies import Policy, get_policy
 from tierwise.router.policy_static import StaticMixturePolicy, hull_models
 from tierwise.router.predictors import QualityPredictor, get_predictor
 from tierwise.router.predictors.base import FloatArray
@@ -247,10 +247,9 @@ class Router:
         return pred
 
     def _make_policy(self, train_expected_cost: FloatArray) -> Policy:
-        params = dict(self.config.policy.params)
-        if self.config.policy.name == "utility" and "cost_scale" not in params:
-            params["cost_scale"] = reference_cost(train_expected_cost)
-        return get_policy(self.config.policy.name, **params)
+        # data-dependent settings (utility's cost unit) are the policy's own fit step
+        policy = get_policy(self.config.policy.name, **self.config.policy.params)
+        return policy.fit(train_expected_cost)
 
     def _set_knob(
         self, cal: TrafficData, P_cal: FloatArray, C_cal: FloatArray, n_new: int | None = None

@@ -78,10 +78,8 @@ class Evaluation:
 
 
 def make_policy(cfg: RouterConfig, space: EmbeddingSpace) -> Policy:
-    params = dict(cfg.policy.params)
-    if cfg.policy.name == "utility" and "cost_scale" not in params:
-        params["cost_scale"] = space.cost_scale  # as Router._make_policy
-    return get_policy(cfg.policy.name, **params)
+    """The trial's policy, fitted on the training costs as ``Router.fit`` fits it."""
+    return get_policy(cfg.policy.name, **cfg.policy.params).fit(space.C_train)
 
 
 class TrialEvaluator:

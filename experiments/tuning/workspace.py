@@ -23,7 +23,6 @@ from tierwise.router.core import Router
 from tierwise.router.errors import ConfigError
 from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
 from tierwise.router.normalize import NormalizationConfig
-from tierwise.router.policies import reference_cost
 from tierwise.router.predictors.base import FloatArray
 from tierwise.router.predictors.knn import KNNPredictor
 
@@ -42,7 +41,6 @@ class EmbeddingSpace:
     X_eval: np.ndarray  # the scored prompts: X_cal, or train + calibration for `cv`
     C_train: FloatArray  # expected cost per prompt and tier, as Router.fit computes it
     C_eval: FloatArray
-    cost_scale: float  # utility's reference cost (mean cost of the priciest tier on train)
     tables: dict[str, NeighbourTable] = field(default_factory=dict)
 
 
@@ -208,7 +206,6 @@ class Workspace:
             X_eval=np.vstack([X_tr, X_cal]) if self.cv else X_cal,
             C_train=C_tr,
             C_eval=np.vstack([C_tr, C_cal]) if self.cv else C_cal,
-            cost_scale=reference_cost(C_tr),
         )
 
     def space_for(self, cfg: RouterConfig) -> EmbeddingSpace:
