@@ -29,9 +29,13 @@ from tierwise.router.artifact._embedded import embedded_embedder
 from tierwise.router.core import Router
 from tierwise.router.errors import ArtifactError
 from tierwise.router.normalize import Normalizer
+from tierwise.router.schema import bounded_repr
 
 if TYPE_CHECKING:
     from tierwise.router.embed import Embedder
+
+SAFE_EMBEDDERS = ("hashing",)  # read no files and import nothing heavy: always allowed
+
 
 class RuntimeRouter(Router):
     """A loaded Router with a lean ``embed`` for serving: no cache, normalizer built once.
@@ -73,12 +77,30 @@ def limit_blas_threads(threads: int = 1) -> bool:
     return True
 
 
+def check_embedder_allowed(spec: str, allowed: Sequence[str], where: str) -> None:
+    """Refuse an artifact-named embedder ``spec`` unless it is always safe or in ``allowed``.
+
+    Always safe: :data:`SAFE_EMBEDDERS` (no files, no torch). Checked before the embedder is
+    built, so the answer is the same whether a path named in ``spec`` exists or not.
+    """
+    name = spec.strip().partition(":")[0]
+    if name in SAFE_EMBEDDERS or spec in allowed:
+        return
+    raise ArtifactError(
+        f"{where}: the artifact names embedder {bounded_repr(spec)}, which is not loaded by "
+        "default: a server loads only an embedder bundled in the artifact (`tierwise export`) "
+        "or hashing:<dim>; export the router, or allow this one with "
+        f"--allow-embedder {bounded_repr(spec)}"
+    )
+
+
 def load_runtime(
     path: str | os.PathLike[str],
     *,
     num_threads: int | None = None,
     embedder: Embedder | None = None,
     require_embedded: bool = False,
+    allow_embedders: Sequence[str] | None = None,
     warm_up: bool = True,
 ) -> RuntimeRouter:
     """Load an artifact for serving.
@@ -87,6 +109,11 @@ def load_runtime(
     named in the artifact (fine for torch-free ones such as ``hashing:64``), unless ``embedder``
     is given. ``require_embedded=True`` refuses artifacts without a bundled embedder, so a
     torch-free deployment fails at start rather than on the first request.
+
+    ``allow_embedders``: when not None, an artifact without a bundled embedder may name only
+    ``hashing:<dim>`` or one of these exact specs (e.g. ``"minilm"``); servers pass it, so a
+    manifest cannot make them import torch or read an arbitrary directory. None (library
+    use) builds whatever the artifact names.
     """
     from tierwise.router.artifact._store import load_artifact
 
@@ -99,6 +126,8 @@ def load_runtime(
             "`tierwise export ARTIFACT OUT` and serve OUT"
         )
     router = RuntimeRouter.load(art, embedder=embedder)  # checks the embedder's dimension
+    if embedder is None and allow_embedders is not None:
+        check_embedder_allowed(router.config.embedder.name, allow_embedders, str(path))
     if warm_up:
         router.warm_up()
     return router

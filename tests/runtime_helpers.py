@@ -81,13 +81,22 @@ def free_port() -> int:
 
 
 def http(
-    method: str, url: str, body: bytes | dict[str, Any] | None = None, timeout: float = 30
+    method: str,
+    url: str,
+    body: bytes | dict[str, Any] | None = None,
+    timeout: float = 30,
+    token: str | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    """A plain stdlib request: (status, body, headers); 4xx/5xx are returned, not raised."""
+    """A plain stdlib request: (status, body, headers); 4xx/5xx are returned, not raised.
+
+    ``token``: sent as ``Authorization: Bearer <token>`` (the admin endpoints need it).
+    """
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read(), dict(resp.headers)

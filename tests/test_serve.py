@@ -41,10 +41,14 @@ def served(artifacts: tuple[Path, Path], tmp_path: Path) -> Path:
     return path
 
 
+TOKEN = "s3cret"
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture()
 def client(served: Path):
-    app = create_app(str(served), limits=Limits(max_prompt_chars=500, max_batch=8,
-                                                max_body_bytes=20_000))  # fmt: skip
+    limits = Limits(max_prompt_chars=500, max_batch=8, max_body_bytes=20_000)
+    app = create_app(str(served), limits=limits, admin_token=TOKEN)
     with TestClient(app) as c:
         yield c
 
@@ -216,7 +220,7 @@ def test_reload_swaps_and_a_bad_artifact_keeps_the_old_one(
     a, b = checksum(artifacts[0]), checksum(artifacts[1])
     assert client.post("/route", json={"prompt": "x"}).headers["x-tierwise-artifact"] == a
     shutil.copy(artifacts[1], served)
-    resp = client.post("/admin/reload")
+    resp = client.post("/admin/reload", headers=ADMIN)
     assert resp.status_code == 200 and resp.json()["previous"] == a
     assert resp.json()["artifact"]["checksum"] == b
     assert client.post("/route", json={"prompt": "x"}).headers["x-tierwise-artifact"] == b
@@ -225,7 +229,7 @@ def test_reload_swaps_and_a_bad_artifact_keeps_the_old_one(
             served.unlink()
         else:
             served.write_bytes(breakage)
-        resp = client.post("/admin/reload")
+        resp = client.post("/admin/reload", headers=ADMIN)
         assert resp.status_code == 409, resp.text
         assert resp.json()["error"].startswith(f"reload failed, still serving {b[:12]}: ")
         routed = client.post("/route", json={"prompt": "x"})
@@ -245,6 +249,21 @@ def test_admin_token_is_required_when_set(served: Path) -> None:
         assert wrong.status_code == 401 and "Bearer <token>" in wrong.json()["error"]
         ok = c.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
         assert ok.status_code == 200
+
+
+def test_reload_over_http_is_disabled_without_a_token(
+    served: Path, artifacts: tuple[Path, Path]
+) -> None:
+    with TestClient(create_app(str(served))) as c:
+        before = c.get("/health").json()["artifact"]["checksum"]
+        shutil.copy(artifacts[1], served)
+        for headers in ({}, {"authorization": "Bearer anything"}):
+            resp = c.post("/admin/reload", headers=headers)
+            assert resp.status_code == 403
+            assert resp.json()["error"].startswith("reload over HTTP is disabled; start the server "
+                                                   "with TIERWISE_ADMIN_TOKEN set")  # fmt: skip
+        assert c.get("/health").json()["artifact"]["checksum"] == before  # nothing swapped
+        assert c.app.state.metrics.internal_errors.value() == 0  # type: ignore[attr-defined]
 
 
 def test_unservable_artifact_at_start_is_one_clear_error(tmp_path: Path) -> None:

@@ -68,7 +68,8 @@ def test_serve_routes_reports_and_hot_swaps_without_failing_a_request(
     path = tmp_path / "router.tierwise"
     replace_atomically(a, path)
     sum_a, sum_b = checksum(a), checksum(b)
-    with Served(path, log=tmp_path / "serve.log") as srv:
+    token = {"TIERWISE_ADMIN_TOKEN": "t0ken"}
+    with Served(path, log=tmp_path / "serve.log", env=token) as srv:
         status, body, headers = http("POST", srv.url + "/route", {"prompt": "math code sql"})
         assert status == 200 and headers["x-tierwise-artifact"] == sum_a
         assert json.loads(body)["model"] == Router.load(str(a)).route(["math code sql"])[0].model
@@ -84,11 +85,11 @@ def test_serve_routes_reports_and_hot_swaps_without_failing_a_request(
         hammer.start()
         time.sleep(0.5)
         replace_atomically(b, path)  # a new artifact lands; the server keeps the old until told
-        status, body, _ = http("POST", srv.url + "/admin/reload", timeout=60)
+        status, body, _ = http("POST", srv.url + "/admin/reload", timeout=60, token="t0ken")
         assert status == 200, body
         time.sleep(0.5)
         path.write_bytes(b"corrupt: half-copied file")  # a broken swap must not take it down
-        status, body, _ = http("POST", srv.url + "/admin/reload", timeout=60)
+        status, body, _ = http("POST", srv.url + "/admin/reload", timeout=60, token="t0ken")
         assert status == 409 and f"still serving {sum_b[:12]}" in json.loads(body)["error"]
         time.sleep(0.5)
         results = hammer.finish()

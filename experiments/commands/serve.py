@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
 import socket
-import threading
 from typing import Any
 
-from tierwise.router.errors import ConfigError, TierwiseError
+from tierwise.router.errors import ConfigError
 
 HELP = """\
 Serve a router artifact over HTTP. POST /route takes {"prompt": "..."} or
@@ -20,13 +18,19 @@ model's predicted success and expected cost, the policy and the knob; a bad item
 batch gets its own error. GET /health, GET /metadata (the manifest), GET /metrics
 (Prometheus), GET /openapi.json and /docs.
 
-Hot swap: replace the artifact file (tierwise writes artifacts atomically), then
-POST /admin/reload, send SIGHUP, or run with --watch SECONDS. The new artifact is loaded
-completely before it replaces the old one; if it cannot be loaded the old one keeps
-serving and the reload reports why. Set TIERWISE_ADMIN_TOKEN to require
-`Authorization: Bearer <token>` on /admin/reload.
+Hot swap: replace the artifact file (tierwise writes artifacts atomically), then send
+SIGHUP or run with --watch SECONDS. The new artifact is loaded completely before it
+replaces the old one; if it cannot be loaded the old one keeps serving and the reload
+reports why. POST /admin/reload is DISABLED (403) unless the environment variable
+TIERWISE_ADMIN_TOKEN is set; then it needs `Authorization: Bearer <token>`.
 
-Serve an artifact from `tierwise export` to run without torch (onnxruntime only).
+Embedders: the server uses the ONNX embedder bundled by `tierwise export` (torch-free),
+or hashing:<dim>. An artifact naming any other embedder (minilm, sentence-transformers:
+<dir>, onnx:<dir>) is refused unless you allow that exact name with --allow-embedder, so
+an artifact cannot make the server import torch or read an arbitrary directory.
+
+Fairness: a big batch is routed in slices shared with other requests, so small requests
+keep their latency while it runs; --max-request-tokens bounds one request's work.
 """
 TOKEN_ENV = "TIERWISE_ADMIN_TOKEN"
 log = logging.getLogger("tierwise.serve")
@@ -87,6 +91,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="largest request body (default 8 MiB)",
     )
     p.add_argument(
+        "--max-request-tokens",
+        type=_positive_int,
+        default=100_000,
+        help="most model tokens one request may cost, estimated from prompt lengths and capped "
+        "per prompt at the embedder's limit (default 100,000: a full batch of 256-token prompts)",
+    )
+    p.add_argument(
+        "--allow-embedder",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also load this embedder if an artifact names it (exact spec, e.g. minilm; "
+        "repeatable); by default only bundled ONNX embedders and hashing:<dim> load",
+    )
+    p.add_argument(
         "--watch",
         type=_positive_float,
         default=None,
@@ -130,13 +149,11 @@ def _install_sighup(holder: Any) -> None:
     if not hasattr(signal, "SIGHUP"):
         return
 
-    def reload_in_background() -> None:
-        with contextlib.suppress(TierwiseError):  # logged by the holder; the old one serves on
-            holder.reload()
-
     def on_sighup(signum: int, frame: Any) -> None:
         log.info("SIGHUP: reloading %s", holder.path)
-        threading.Thread(target=reload_in_background, name="tierwise-sighup", daemon=True).start()
+        # A failure is logged by the holder and the old artifact serves on; retrieving the
+        # exception keeps the future from logging it again.
+        holder.reload_in_background().add_done_callback(lambda f: f.exception())
 
     signal.signal(signal.SIGHUP, on_sighup)
 
@@ -166,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
     # the model every core but one (measured on 2 cores: 1 thread beat 2 by ~2x under load).
     threads = args.threads or max(1, min(available_cpus() - 1, 4))
     token = os.environ.get(TOKEN_ENV) or None
-    limits = Limits(args.max_prompt_chars, args.max_batch, args.max_body_bytes)
+    limits = Limits(
+        args.max_prompt_chars, args.max_batch, args.max_body_bytes, args.max_request_tokens
+    )
     app = create_app(
         args.artifact,
         limits=limits,
@@ -174,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         watch_interval=args.watch,
         admin_token=token,
         require_embedded=args.require_onnx,
+        allow_embedders=args.allow_embedder,
     )
     sock = bind(args.host, args.port)
     holder = app.state.holder
@@ -190,8 +210,8 @@ def run(args: argparse.Namespace) -> int:
         host,
         port,
     )
-    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("/admin/reload is open to anyone who reaches %s; set %s", args.host, TOKEN_ENV)
+    if token is None:
+        log.info("POST /admin/reload is disabled (set %s to enable it); SIGHUP reloads", TOKEN_ENV)
     config = uvicorn.Config(
         app, log_level=args.log_level, access_log=args.access_log, lifespan="on"
     )

@@ -35,6 +35,9 @@ class Limits:
     max_prompt_chars: int | None = None
     max_batch: int = 256
     max_body_bytes: int = 8 * 1024 * 1024
+    # Estimated model tokens per request (each prompt counts at most the embedder's token
+    # limit): a full default batch of 256 longest MiniLM prompts (~66k) fits.
+    max_request_tokens: int = 100_000
 
 
 class RouteRequest(BaseModel):
