@@ -217,3 +217,14 @@ def last_number_matches(answer: str, example: dict[str, Any]) -> bool | None:
     if not nums:
         return None
     return nums[-1] == str(example["reference"])
+
+
+if __name__ == "__main__":  # write a demo traffic log: python tests/label_behaviours.py DIR
+    import sys
+
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "prompts.jsonl").open("w", encoding="utf-8") as fh:
+        for row in prompt_rows():
+            fh.write(json.dumps(row) + "\n")
+    print(f"wrote {out / 'prompts.jsonl'}")

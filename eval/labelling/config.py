@@ -21,6 +21,7 @@ Relative paths are resolved against the config file's directory.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -220,7 +221,7 @@ class LabellingConfig(StrictModel):
 
     def resolve(self, path: str) -> Path:
         p = Path(path)
-        return p if p.is_absolute() else self._base_dir / p
+        return Path(os.path.normpath(p if p.is_absolute() else self._base_dir / p))
 
     def out_dir(self) -> Path:
         return self.resolve(self.output.dir)

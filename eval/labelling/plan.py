@@ -45,11 +45,12 @@ class Estimate:
     cost_usd: float  # of the calls to send
     cached_cost_usd: float  # already paid, in the cache
     per_tier: dict[str, dict[str, float]] = field(default_factory=dict)
+    judged: bool = False  # scored by an LLM judge
 
     def lines(self, budget: float | None) -> list[str]:
         out = [
-            f"calls: {self.calls} to tiers ({self.cached} more already in the cache), "
-            f"{self.judge_calls} to the judge",
+            f"calls: {self.calls} to tiers ({self.cached} more already in the cache)"
+            + (f", {self.judge_calls} to the judge" if self.judged else ""),
             f"estimated tokens: {self.input_tokens:,.0f} in, {self.output_tokens:,.0f} out",
             f"estimated cost: ${self.cost_usd:.4f} "
             f"(already paid, cached: ${self.cached_cost_usd:.4f})",
@@ -186,6 +187,7 @@ class Plan:
         spec = self.specs[judge.cfg.tier]
         _add(est, f"judge:{judge.cfg.tier}", spec, t_in, judge.cfg.expected_output_tokens)
         est.judge_calls = len(t_in)
+        est.judged = True
 
 
 def _add(est: Estimate, name: str, spec: UpstreamSpec, t_in: list[float], out: float) -> None:

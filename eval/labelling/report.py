@@ -92,7 +92,10 @@ def summarize(
 def format_report(s: dict[str, Any]) -> str:
     lines = [f"labelled {s['name']}: {s['prompts']} prompts in {s['seconds']:.1f}s"]
     if s["rows_written"] is not None:
-        lines.append(f"table rows: {s['rows_written']} complete, {s['rows_incomplete']} incomplete")
+        lines.append(
+            f"table rows: {s['rows_written']} complete prompts; {s['rows_incomplete']} not "
+            "complete (not reached, a call failed, or an answer not scored)"
+        )
     lines.append("")
     lines.append(
         f"{'tier':<14} {'answered':>8} {'failed':>6} {'unscorable':>10} {'quality':>7} "

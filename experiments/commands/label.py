@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 HELP = """\
 Label your own traffic. Reads prompts (a CSV/TSV/Parquet/JSONL/JSON file, a Hugging Face
@@ -40,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the calls and their estimated cost; send nothing",
     )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="hard budget for the whole job, cached calls included (overrides budget_usd)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
@@ -48,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="skip the `data inspect` view of the written table",
     )
     p.set_defaults(func=run)
+
+
+def _show(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _inspect(config: str) -> str:
@@ -63,8 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from tierwise.eval.labelling.job import prepare
     from tierwise.eval.labelling.job import run as run_job
     from tierwise.eval.labelling.report import format_report
+    from tierwise.router.errors import ConfigError
 
     cfg = load_labelling(args.config)
+    if args.budget is not None:
+        if not args.budget > 0:
+            raise ConfigError(f"`--budget` must be a positive USD amount, got {args.budget}")
+        cfg.budget_usd = args.budget
     prep = prepare(cfg)
     f = prep.found
     print(
@@ -84,10 +105,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print()
         print(format_report(outcome.report))
-    print(f"\ntable:   {w.table} ({w.rows} prompts)\nanswers: {w.answers}\nconfig:  {w.config}")
+    print(
+        f"\ntable:   {_show(w.table)} ({w.rows} prompts)\nanswers: {_show(w.answers)}"
+        f"\nconfig:  {_show(w.config)}"
+    )
     if w.rows and not args.no_inspect and not args.json:
         print()
-        print(_inspect(str(w.config)))
+        print(_inspect(_show(w.config)))
     failed = sum(1 for o in outcome.result.outcomes if o is not None and o.error is not None)
     if failed:
         print(
@@ -100,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"tierwise: stopped early: {stop}; {outcome.result.budget.describe()}. The table "
             f"holds the {w.rows} prompts every tier answered; finished calls are cached, so "
-            "rerunning (with a larger budget_usd if the budget stopped it) continues where "
-            "this run stopped",
+            "rerunning (with a larger --budget / budget_usd if the budget stopped it) "
+            "continues where this run stopped",
             file=sys.stderr,
         )
         return 3
     if w.rows:
-        print(f"\nnext: tierwise train {w.config}")
+        print(f"\nnext: tierwise train {_show(w.config)}")
     return 0
