@@ -87,3 +87,33 @@ def test_a_validator_message_is_not_followed_by_a_second_got(tmp_path: Path) -> 
     )
     with pytest.raises(ConfigError, match=r"must sum to 1, got 1\.1000; adjust the fractions$"):
         load_experiment(cfg)
+
+
+def test_compare_counts_every_policy_and_shows_routers_beside_trials(tmp_path: Path, capsys):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("cmp", artifact_location=(tmp_path / "art").as_uri())
+
+    def run(kind: str, name: str, cost: float, latency: float) -> None:
+        tags = {"tierwise.kind": kind, "tierwise.split": "test" if kind == "train" else "tuning"}
+        r = client.create_run(exp, run_name=name, tags=tags).info.run_id
+        for k, v in {"quality": 0.8, "cost_per_1k": cost, "cost_at_target": cost,
+                     "routing_latency_ms": latency}.items():  # fmt: skip
+            client.log_metric(r, k, v)
+        client.set_terminated(r)
+
+    run("train", "the trained router", 9.0, 412.0)  # costlier than every trial
+    for i in range(6):
+        run("trial", f"trial {i}", 1.0 + i, 0.4)
+    out_png = tmp_path / "c.png"
+    assert (
+        main(["compare", "cmp", "--tracking-uri", uri, "--limit", "3", "--out", str(out_png)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "cmp: 7 tracked policies (1 train, 6 trial)" in out
+    lines = [line for line in out.splitlines() if line[:3].strip().isdigit()]
+    assert len(lines) == 4 and "the trained router" in lines[0] and "412.00" in lines[0]
+    assert all(line.split()[-2] == "—" for line in lines[1:])  # no per-trial latency
+    assert out_png.stat().st_size > 10_000

@@ -35,7 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kind", action="append", help="only runs of this kind: train, chosen, trial (repeatable)"
     )
-    p.add_argument("--limit", type=int, default=None, help="show the first N runs")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="show the first N tuning trials (every trained and chosen router is shown)",
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="chart PNG (default: runs/compare_<exp>.png)"
     )
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         format_table,
         load_runs,
         plot_runs,
+        select,
         sort_runs,
     )
     from tierwise.experiments.tracking.config import TrackingConfig, sqlite_path
@@ -86,11 +92,17 @@ def run(args: argparse.Namespace) -> int:
             f"experiment {experiment!r} at {tracking.uri} has no finished tierwise runs; "
             "train or tune with tracking on first"
         )
-    runs = sort_runs(runs, args.sort)[: args.limit]
-    print(f"{experiment}: {len(runs)} tracked policies at {tracking.uri}\n")
-    print(format_table(runs, sort=args.sort))
+    total = len(runs)
+    shown = select(sort_runs(runs, args.sort), args.limit)
+    kinds = {k: sum(r.kind == k for r in runs) for k in KINDS}
+    parts = ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
+    print(f"{experiment}: {total} tracked policies ({parts}) at {tracking.uri}")
+    if len(shown) < total:
+        print(f"showing every trained and chosen router and the first {args.limit} trials")
+    print()
+    print(format_table(shown, sort=args.sort))
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in experiment)
     out = args.out or Path("runs") / f"compare_{safe}.png"
-    plot_runs(runs, out, title=f"{experiment}: {len(runs)} policies (cost–quality)")
+    plot_runs(shown, out, title=f"{experiment}: {len(shown)} of {total} policies (cost–quality)")
     print(f"\nchart: {out}  ({time.perf_counter() - t0:.1f}s)")
     return 0

@@ -33,6 +33,8 @@ SORT_KEYS: dict[str, tuple[str, bool]] = {
     "start_time": ("start_time", False),
 }
 KINDS = ("train", "chosen", "trial")
+# Measured end to end (embedding included) on the saved router of a train or chosen run only.
+PER_RUN_ONLY = {"routing_latency_ms", "routing_latency_p95_ms"}
 COLUMNS = (  # header, metric, format
     ("quality", "quality", "{:.4f}"),
     ("cost/1k $", "cost_per_1k", "{:.4g}"),
@@ -59,6 +61,8 @@ class PolicyRun:
     def value(self, metric: str) -> float | None:
         if metric == "start_time":
             return float(self.start_time)
+        if metric in PER_RUN_ONLY and self.kind == "trial":
+            return None  # a trial times cached-embedding scoring, not comparable with a router
         v = self.metrics.get(metric)
         return v if v is not None and math.isfinite(v) else None
 
@@ -116,6 +120,17 @@ def sort_runs(runs: list[PolicyRun], key: str) -> list[PolicyRun]:
     return sorted(runs, key=k)
 
 
+def select(runs: list[PolicyRun], limit: int | None) -> list[PolicyRun]:
+    """Every trained and chosen router, then the first ``limit`` trials (all if None).
+
+    Trials far outnumber routers and score on the tuning prompts (often higher than on test), so
+    a plain top-N would show only trials.
+    """
+    routers = [r for r in runs if r.kind != "trial"]
+    trials = [r for r in runs if r.kind == "trial"]
+    return routers + trials[:limit] if limit is not None else routers + trials
+
+
 def format_table(runs: list[PolicyRun], *, sort: str) -> str:
     header = ["#", "run", "kind", "split", "policy", *(c[0] for c in COLUMNS), "run id"]
     rows = []
@@ -136,11 +151,17 @@ def format_table(runs: list[PolicyRun], *, sort: str) -> str:
         ).rstrip()
 
     out = [line(header), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    note = f"sorted by {sort}"
+    n_routers = sum(r.kind != "trial" for r in runs)
+    for i, row in enumerate(rows):
+        if i == n_routers and 0 < n_routers < len(rows):
+            out.append(line(["-" * w for w in widths]))
+        out.append(line(row))
+    note = f"sorted by {sort} (trained and chosen routers first, then tuning trials)"
     if len({r.split for r in runs}) > 1:
         note += "; splits differ: trials are scored out of sample on the tuning prompts, trained "
         note += "and chosen routers once on test"
+    if any(r.kind != "trial" for r in runs):
+        note += "; latency: per prompt, embedding included, of the saved router (not for trials)"
     out.append(note)
     return "\n".join(out)
 
@@ -153,7 +174,8 @@ def plot_runs(runs: list[PolicyRun], path: str | Path, *, title: str, highlight:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
-    colors = [plt.get_cmap("tab10")(i) for i in range(10)]
+    # tab10 without its grey (the colour of the runs not highlighted), plus a dark blue
+    colors = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7] + ["#393b79"]
     for i, r in reversed(list(enumerate(runs))):
         pts = [(c, q) for c, q in r.curve if c > 0] or (
             [(r.metrics["cost_per_1k"], r.metrics["quality"])]
@@ -165,12 +187,14 @@ def plot_runs(runs: list[PolicyRun], path: str | Path, *, title: str, highlight:
         xs, ys = zip(*sorted(pts), strict=True)
         if i < highlight:
             color: Any = colors[i % len(colors)]
-            ax.plot(xs, ys, ".-", color=color, lw=1.4, ms=4, label=f"#{i + 1} {r.name}")
+            ax.plot(xs, ys, ".-", color=color, lw=1.4, ms=4, label=f"#{i + 1} {r.name} ({r.split})")
             op = (r.value("cost_per_1k"), r.value("quality"))
             if op[0] and op[1] is not None:
                 ax.scatter([op[0]], [op[1]], s=60, color=color, edgecolor="black", zorder=5)
         else:
-            ax.plot(xs, ys, "-", color="#cccccc", lw=0.8, zorder=0)
+            label = f"#{highlight + 1}–#{len(runs)}: other runs" if i == highlight else None
+            ax.plot(xs, ys, "-", color="#bbbbbb", lw=0.8, zorder=0, label=label)
+    ax.scatter([], [], s=60, color="white", edgecolor="black", label="operating point (knob)")
     ax.set_xscale("log")
     ax.set_xlabel("cost per 1k queries (USD, log scale)")
     ax.set_ylabel("mean quality")
@@ -178,9 +202,8 @@ def plot_runs(runs: list[PolicyRun], path: str | Path, *, title: str, highlight:
     ax.grid(alpha=0.3, which="both")
     from matplotlib.ticker import FuncFormatter
 
-    money = FuncFormatter(lambda v, _: f"${v:g}")
-    ax.xaxis.set_major_formatter(money)
-    ax.xaxis.set_minor_formatter(money)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(_minor_money(ax)))
     ax.tick_params(axis="x", which="minor", labelsize=7)
     handles, labels = ax.get_legend_handles_labels()
     if handles:  # drawn last-to-first so the best sit on top; list them first-to-last
@@ -191,3 +214,17 @@ def plot_runs(runs: list[PolicyRun], path: str | Path, *, title: str, highlight:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _minor_money(ax: Any) -> Any:
+    """Minor tick labels on a log axis: only 2× and 5× a power of ten, and only when the axis
+    spans under two decades (more would crowd the major labels)."""
+
+    def fmt(v: float, _: Any) -> str:
+        lo, hi = ax.get_xlim()
+        if lo <= 0 or math.log10(hi / lo) >= 2:
+            return ""
+        lead = round(v / 10 ** math.floor(math.log10(v)), 6)
+        return f"${v:g}" if lead in (2.0, 5.0) else ""
+
+    return fmt

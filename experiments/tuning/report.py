@@ -260,19 +260,32 @@ def plot_trials(
         if not front or qual[i] > qual[front[-1]]:
             front.append(int(i))
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    ax.scatter(cost[~ok], qual[~ok], s=14, color="#bbbbbb", marker="x", label="misses target")
-    ax.scatter(cost[ok], qual[ok], s=16, color="#1f77b4", alpha=0.7, label="trial")
+    if (~ok).any():
+        ax.scatter(cost[~ok], qual[~ok], s=14, color="#999999", marker="x",
+                   label="trial missing the target")  # fmt: skip
+    ax.scatter(
+        cost[ok], qual[ok], s=16, color="#1f77b4", alpha=0.7, label="trial meeting the target"
+    )
     ax.plot(cost[front], qual[front], "-", color="#ff7f0e", lw=1.4, label="Pareto front")
     if target_quality is not None:
         ax.axhline(target_quality, color="#2ca02c", ls="--", lw=1, label="target")
-    for t_num in chosen:
-        i = next((k for k, t in enumerate(done) if t.number == t_num), None)
+    for k, t_num in enumerate(chosen):
+        i = next((j for j, t in enumerate(done) if t.number == t_num), None)
         if i is not None:
-            ax.scatter([cost[i]], [qual[i]], s=120, marker="*", color="#d62728", zorder=5)
-            ax.annotate(f"#{t_num}", (cost[i], qual[i]), xytext=(5, 5), textcoords="offset points")
+            ax.scatter([cost[i]], [qual[i]], s=120, marker="*", color="#d62728", zorder=5,
+                       label="chosen trial" if k == 0 else None)  # fmt: skip
+            # Stagger the labels: two chosen trials often sit on the same point.
+            ax.annotate(f"#{t_num}", (cost[i], qual[i]), xytext=(6, 6 + 11 * k),
+                        textcoords="offset points", fontsize=8)  # fmt: skip
     if (cost > 0).all():
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
-    ax.set_xlabel("cost per 1k queries, USD (tuning prompts, out of sample)")
+        money = FuncFormatter(lambda v, _: f"${v:.3g}")
+        ax.xaxis.set_major_formatter(money)
+        ax.xaxis.set_minor_formatter(money if cost.max() / cost.min() < 10 else "")
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("cost per 1k queries, USD, log scale (tuning prompts, out of sample)")
     ax.set_ylabel("mean quality (tuning prompts)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -209,7 +209,7 @@ class TuneSession:
             out_dir / "trials.png",
             chosen=[c.trial_number for c in chosen if c.trial_number is not None],
             target_quality=report.target_quality if self.tune.mode == "constrained" else None,
-            title=f"study {self.study_name}: trials on the calibration split",
+            title=f"study {self.study_name}: each trial scored by\n{self.ws.scheme_text}",
         )
         if trials_png is not None:
             report.files["trials_png"] = str(trials_png)
