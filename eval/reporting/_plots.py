@@ -76,6 +76,9 @@ def _label_models(ax: Any, rows: list[Row], reference: str) -> None:
             ha="left" if choice[0] > 0 else "right",
             fontsize=7.5,
             color="#333333",
+            # legible over the lines it sits on
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            zorder=7,
         )
 
 
@@ -105,11 +108,15 @@ def plot_comparison(report: ComparisonReport, path: str | Path, title: str | Non
 
     fig, ax = plt.subplots(figsize=(10, 7.5), dpi=120)
     policy_i = 0
+    colors: dict[str, str] = {}  # policy name -> colour; its "random @" row shares it, dotted
     for r in rows:
         if r.kind == "model":
             x, y = _xy(r.points)
             ref = r.name == report.reference
-            ax.scatter(x, y, s=46, color="#333333", marker="D" if ref else "o", zorder=5)
+            kind = "reference model" if ref else "single model"
+            first = kind not in ax.get_legend_handles_labels()[1]
+            ax.scatter(x, y, s=46, color="#333333", marker="D" if ref else "o", zorder=5,
+                       label=kind if first else None)  # fmt: skip
         elif r.kind == "zero":
             x, y = _step_hull(r, x_right)
             zero = f"zero router (AIQ {r.aiq:.3f})"
@@ -128,16 +135,21 @@ def plot_comparison(report: ComparisonReport, path: str | Path, title: str | Non
             )
         else:
             random = r.kind == "random"
-            color = "#ff7f0e" if random else _POLICY_COLORS[policy_i % len(_POLICY_COLORS)]
-            policy_i += 0 if random else 1
+            of = r.name.split(" @ ", 1)[-1] if random else r.name
+            if of not in colors:
+                colors[of] = _POLICY_COLORS[policy_i % len(_POLICY_COLORS)]
+                policy_i += 1
+            color = colors[of]
             x, y = _xy(r.points)
             ax.scatter(x, y, s=10 if random else 18, color=color, alpha=0.75, zorder=4)
             if len(r.hull) > 1:
                 hx, hy = _step_hull(r, x_right)
-                ax.plot(hx, hy, color=color, lw=1.1 if random else 2.2, zorder=4)
+                ax.plot(hx, hy, color=color, lw=1.1 if random else 2.2, ls=":" if random else "-",
+                        zorder=4)  # fmt: skip
             aiq = "" if not np.isfinite(r.aiq) else f", AIQ {r.aiq:.3f}"
             name = f"{r.name} (realized{aiq})" if random else f"{r.name}{aiq}"
-            ax.plot([], [], color=color, marker="o", ms=4, lw=1.1 if random else 2.2, label=name)
+            ax.plot([], [], color=color, marker="o", ms=4, lw=1.1 if random else 2.2,
+                    ls=":" if random else "-", label=name)  # fmt: skip
             if not random:
                 ax.scatter(
                     [r.cost_per_1k],
@@ -147,6 +159,8 @@ def plot_comparison(report: ComparisonReport, path: str | Path, title: str | Non
                     edgecolors=color,
                     linewidths=2,
                     zorder=6,
+                    label=None if "operating point" in str(ax.get_legend_handles_labels()[1])
+                    else "operating point (the table's row)",
                 )
 
     if (all_x <= 0).any():
@@ -158,7 +172,8 @@ def plot_comparison(report: ComparisonReport, path: str | Path, title: str | Non
         ax.set_xscale("log")
         ax.set_xlim(x_lo / 1.6, x_right)
         ax.set_xlabel("cost per 1,000 queries (USD, log scale)")
-    ax.axvline(report.c_max_per_1k, color="#bbbbbb", lw=0.8, ls=":")
+    ax.axvline(report.c_max_per_1k, color="#bbbbbb", lw=0.8, ls=":",
+               label="costliest single model (AIQ's cost range)")  # fmt: skip
     ax.set_ylabel("mean quality")
     ax.set_title(title or f"Cost vs quality on {report.n_prompts} prompts")
     ax.grid(True, which="both", alpha=0.25)
