@@ -11,6 +11,8 @@ import io
 import json
 import os
 import time
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +111,53 @@ def test_json_depth_counts_without_recursion() -> None:
     assert json_depth(deep) == 5_001
     assert json_depth({"a": [1, {"b": 2}]}) == 3
     assert json_depth(json.loads("3")) == 0
+
+
+def _edit_payload(key: str, value_of: object) -> Callable[[dict], None]:
+    def edit(m: dict) -> None:
+        p = m["payload"]
+        target, leaf = (p["embedder"], "dim") if key == "dim" else (p, key)
+        target[leaf] = value_of(target[leaf]) if callable(value_of) else value_of
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "match"),
+    [
+        ("models", lambda ms: ms[1:], r"predictor and cost model give 3 and 3 columns but the "
+                                      r"manifest lists 2 models \['mid', 'big'\]"),
+        ("models", lambda ms: [*ms, "xl"], r"give 3 and 3 columns but the manifest lists 4"),
+        ("models", lambda ms: ms[:-1], r"reference_model 'big' is not one of the models"),
+        ("models", lambda ms: [ms[0]] * 3, r"`payload.models` must name each model once"),
+        ("models", [], r"`payload.models` must be a non-empty list of model names, got \[\]"),
+        ("dim", lambda d: d * 2, r"do not fit the manifest's 3 models and 128-dim embeddings "
+                                 r"\(DataError: `X` has 128 features"),
+    ],
+)  # fmt: skip
+def test_metadata_that_disagrees_with_the_arrays_is_refused_at_load(
+    copy: Path, key: str, change: object, match: str
+) -> None:
+    from tierwise.router.core import Router
+
+    forge(copy, _edit_payload(key, change))
+    with pytest.raises(ArtifactError, match=match) as err:
+        Router.load(str(copy))
+    one_line(err)
+
+
+def test_a_knob_grid_that_disagrees_with_its_curve_is_refused(copy: Path) -> None:
+    from tierwise.router.core import Router
+
+    _, members = read_members(copy)
+    with zipfile.ZipFile(io.BytesIO(members["arrays.npz"])) as zf:
+        arrays = {n: zf.read(n) for n in zf.namelist()}
+    grid = np.load(io.BytesIO(arrays["policy.knob_grid.npy"]))[:-1]
+    buf = io.BytesIO()
+    np.save(buf, grid)
+    arrays["policy.knob_grid.npy"] = buf.getvalue()
+    edit = lambda m: m["arrays"]["policy.knob_grid"].update(shape=list(grid.shape))  # noqa: E731
+    forge(copy, edit, {"arrays.npz": npz_with(arrays)})
+    with pytest.raises(ArtifactError, match=r"`policy.calibration_curve` must have shape "
+                                            rf"\({len(grid)}, 2\) to match"):  # fmt: skip
+        Router.load(str(copy))

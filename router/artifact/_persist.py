@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from tierwise.router import __version__
+from tierwise.router.artifact._checks import check_router
 from tierwise.router.artifact._embedded import embedded_embedder
 from tierwise.router.artifact._store import LoadedArtifact, load_artifact, save_artifact
 from tierwise.router.calibration import Calibrator
@@ -154,6 +155,7 @@ def restore_router(
             f"{path}: router payload is incomplete or malformed ({type(err).__name__}: {err}); "
             "re-export the router with `tierwise train`"
         ) from None
+    check_router(router, str(path))  # metadata against arrays: edits the checksum cannot catch
     if embedder is not None:
         check_embedder(router, embedder)
     return router
