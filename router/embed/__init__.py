@@ -9,6 +9,7 @@ package never imports torch: models load when an embedder is built.
 from tierwise.router.embed import hashing as _hashing
 from tierwise.router.embed import onnx as _onnx
 from tierwise.router.embed import sentence as _sentence
+from tierwise.router.embed import static as _static
 from tierwise.router.embed.base import (
     Embedder,
     available_embedders,
@@ -19,6 +20,7 @@ from tierwise.router.embed.base import (
 from tierwise.router.embed.hashing import HashingEmbedder
 from tierwise.router.embed.onnx import OnnxEmbedder
 from tierwise.router.embed.sentence import SentenceTransformerEmbedder
+from tierwise.router.embed.static import StaticEmbedder
 
 DEFAULT_EMBEDDER = "minilm"
 
@@ -28,10 +30,11 @@ __all__ = [
     "HashingEmbedder",
     "OnnxEmbedder",
     "SentenceTransformerEmbedder",
+    "StaticEmbedder",
     "available_embedders",
     "get_embedder",
     "l2_normalize",
     "register_embedder",
 ]
 
-del _hashing, _onnx, _sentence  # imported for their registrations
+del _hashing, _onnx, _sentence, _static  # imported for their registrations
