@@ -5,6 +5,7 @@ headless browser (scripts/mlflow_ui_check.py drives chromium)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +18,27 @@ mlflow = pytest.importorskip("mlflow")
 EXPERIMENT = "gateway-traffic"
 
 
+def ui_module() -> Any:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import mlflow_ui_check
+
+    return mlflow_ui_check
+
+
 @pytest.fixture(scope="module")
-def traced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def traced(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An MLflow server (sqlite store) holding the traces of 9 requests through a gateway."""
     root = tmp_path_factory.mktemp("traced")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    artifact = hashing_artifact(root / "router.tierwise")
+    server = ui_module().Server(f"sqlite:///{root / 'mlflow.db'}", root)
+    try:
+        artifact = hashing_artifact(root / "router.tierwise")  # while the server starts
+        server.wait(180)
+        yield {"uri": server.url, "sent": send_requests(root, artifact, server.url), "root": root}
+    finally:
+        server.stop()
+
+
+def send_requests(root: Path, artifact: Path, uri: str) -> dict[str, str]:
     sent: dict[str, str] = {}  # request id -> kind of request
     with start_fake_upstream() as up:
         ups = root / "up.yaml"
@@ -48,7 +65,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             up.fault(model="mid", fail_next=2, status=503)
             assert send("fallback", model="mid").headers["x-tierwise-model"] == "big"
         assert "Traceback" not in gw.output()
-    return {"uri": uri, "sent": sent, "root": root}
+    return sent
 
 
 def test_one_trace_per_request_with_spans_usage_and_cost(traced: dict[str, Any]) -> None:
@@ -102,24 +119,23 @@ def test_training_experiments_open_on_runs(traced: dict[str, Any]) -> None:
 
 
 def test_genai_overview_shows_the_requests(traced: dict[str, Any]) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import mlflow_ui_check as ui
-
+    ui = ui_module()
     browser = ui.find_chromium()
     if browser is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium): UI not checked")
     from mlflow import MlflowClient
 
-    server = ui.Server(traced["uri"], traced["root"])
-    try:
-        server.wait(120)
-        exp = MlflowClient(tracking_uri=server.url).get_experiment_by_name(EXPERIMENT)
-        url = f"{server.url}/#/experiments/{exp.experiment_id}/overview/usage"
-        dom = ui.chromium(browser, ["--virtual-time-budget=20000", "--dump-dom", url],
-                          traced["root"] / "profile", timeout=120)  # fmt: skip
-    finally:
-        server.stop()
+    from tierwise.router.gateway.tracing import read_traces
+
+    exp = MlflowClient(tracking_uri=traced["uri"]).get_experiment_by_name(EXPERIMENT)
+    url = f"{traced['uri']}/#/experiments/{exp.experiment_id}/overview/usage"
+    dom = ui.chromium(browser, ["--virtual-time-budget=20000", "--dump-dom", url],
+                      traced["root"] / "profile", timeout=120)  # fmt: skip
     text = ui.page_text(dom)
-    print(text[:4000])
-    assert "Page Not Found" not in text
-    assert "Requests" in text and "9" in text
+    records = read_traces(EXPERIMENT, tracking_uri=traced["uri"])
+    tokens_in = sum(r["prompt_tokens"] for r in records)
+    tokens_out = sum(r["completion_tokens"] for r in records)
+    assert "Traces 9" in text and "Errors 0" in text, text[:3000]
+    assert f"Token Usage {tokens_in + tokens_out} ({tokens_in} input, {tokens_out} output)" in text
+    assert "Cost Breakdown" in text
+    assert all(f" {r['model']} " in text for r in records)  # cost per tier, by model name
