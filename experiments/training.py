@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.eval.certification import Certificate
+from tierwise.eval.certification import Certificate, CertificationSplit
 from tierwise.eval.dataset import RoutingDataset
 from tierwise.eval.reporting import ComparisonReport, compare_dataset
 from tierwise.eval.splits import Splits, make_splits
 from tierwise.experiments.config import ExperimentConfig, load_dataset
 from tierwise.router.config import RouterConfig
 from tierwise.router.core import Router
+from tierwise.router.errors import ConfigError
 from tierwise.router.pricing import PriceTable
 
 DEFAULT_CACHE_DIR = ".tierwise-cache/embeddings"
@@ -83,9 +84,49 @@ def policy_label(cfg: RouterConfig) -> str:
     return f"router ({cfg.predictor.name}/{cfg.policy.name})"
 
 
-def fit_router(prep: Prepared, cfg: RouterConfig, *, progress: bool = True) -> Router:
+def fit_router(
+    prep: Prepared,
+    cfg: RouterConfig,
+    *,
+    progress: bool = True,
+    certification: CertificationSplit | None = None,
+) -> Router:
+    """Fit on train + calibration; with ``certification``, the certification part of the
+    calibration split is held out of the fit entirely (cross-fitting pools the rest)."""
     rcfg = cfg.model_copy(update={"cache_dir": cache_dir(cfg)})
-    return Router(rcfg).fit(prep.train, prep.calibration, prices=prep.prices, progress=progress)
+    cal = prep.calibration
+    if certification is not None:
+        cal = cal.subset(certification.calibrator)
+    return Router(rcfg).fit(prep.train, cal, prices=prep.prices, progress=progress)
+
+
+def certification_split(prep: Prepared) -> CertificationSplit | None:
+    """With a target and cross-fitting, the calibration rows certification keeps to itself."""
+    cfg = prep.config
+    if cfg.target is None or cfg.router.crossfit.folds < 2:
+        return None
+    from tierwise.eval.certification import split_for_certification
+
+    return split_for_certification(prep.calibration.prompts, seed=cfg.split.seed)
+
+
+def certify(router: Router, prep: Prepared, split: CertificationSplit | None) -> Certificate:
+    """Certify the knob on the calibration split's held-out part. Cross-fitted: the calibrator
+    part is scored with its out-of-fold predictions, the certification part (never seen by the
+    predictor) with the shipped predictor."""
+    from tierwise.eval.certification import certify_predictions, certify_router
+    from tierwise.router.expected_cost import prompt_chars
+
+    target, seed = prep.config.target, prep.config.split.seed
+    if target is None:
+        raise ConfigError("certification needs a `target:` section in the experiment config")
+    if split is None:
+        return certify_router(router, prep.calibration, target, seed=seed)
+    X = router.embed(prep.calibration.prompts)
+    raw = router.predictor_.predict_proba(X)
+    raw[split.calibrator] = router.oof_predictions_[prep.train.n_prompts :]
+    C = router.cost_model_.predict(X, prompt_chars(prep.calibration.prompts))
+    return certify_predictions(router, prep.calibration, raw, C, target, seed=seed)
 
 
 def evaluate_on_test(
@@ -132,12 +173,9 @@ def train(
 ) -> TrainResult:
     t0 = time.perf_counter()
     prep = prep or prepare(cfg, progress=progress)
-    router = fit_router(prep, cfg.router, progress=progress)
-    certificate = None
-    if cfg.target is not None:
-        from tierwise.eval.certification import certify_router
-
-        certificate = certify_router(router, prep.calibration, cfg.target, seed=cfg.split.seed)
+    split = certification_split(prep)
+    router = fit_router(prep, cfg.router, progress=progress, certification=split)
+    certificate = certify(router, prep, split) if cfg.target is not None else None
     report, name, index = evaluate_on_test(router, prep, progress=progress)
     result = TrainResult(router, report, name, index, time.perf_counter() - t0)
     result.certificate = certificate

@@ -8,10 +8,9 @@ round-trip through the safe artifact format.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,16 +23,13 @@ from tierwise.router.embed import Embedder, get_embedder
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
 from tierwise.router.normalize import Normalizer
-from tierwise.router.policies import Policy, get_policy
+from tierwise.router.policies import Policy, get_policy, reference_cost
 from tierwise.router.policy_static import StaticMixturePolicy, hull_models
 from tierwise.router.predictors import QualityPredictor, get_predictor
 from tierwise.router.predictors.base import FloatArray
 from tierwise.router.pricing import PriceTable
 from tierwise.router.prompts import validate_batch
 from tierwise.router.selection import compare_with_static, knob_with_margin
-
-if TYPE_CHECKING:
-    from tierwise.router.artifact import LoadedArtifact
 
 IntArray = npt.NDArray[np.int64]
 
@@ -205,6 +201,7 @@ class Router:
         X = np.vstack([X_tr, X_cal])
         fold_ids = group_folds(data.prompts, folds, self.config.seed)
         raw = out_of_fold(self._make_predictor, X, data.quality, fold_ids)
+        self.oof_predictions_ = raw  # train rows, then calibration rows (not saved)
         self.predictor_ = self._make_predictor().fit(X, data.quality)
         return data, X, data, X, raw
 
@@ -247,9 +244,10 @@ class Router:
         return pred
 
     def _make_policy(self, train_expected_cost: FloatArray) -> Policy:
-        # data-dependent settings (utility's cost unit) are the policy's own fit step
-        policy = get_policy(self.config.policy.name, **self.config.policy.params)
-        return policy.fit(train_expected_cost)
+        params = dict(self.config.policy.params)
+        if self.config.policy.name == "utility" and "cost_scale" not in params:
+            params["cost_scale"] = reference_cost(train_expected_cost)
+        return get_policy(self.config.policy.name, **params)
 
     def _set_knob(
         self, cal: TrafficData, P_cal: FloatArray, C_cal: FloatArray, n_new: int | None = None
@@ -345,22 +343,12 @@ class Router:
         metrics: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> str:
-        from tierwise.router.artifact._persist import save_router
+        from tierwise.router.artifact import save_router
 
         return str(save_router(self, path, metrics=metrics, extra=extra))
 
     @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str] | LoadedArtifact,
-        *,
-        embedder: Embedder | None = None,
-    ) -> Self:
-        """Load a router artifact (``path`` may also be an already loaded artifact).
+    def load(cls, path: str, *, embedder: Embedder | None = None) -> Router:
+        from tierwise.router.artifact import load_router
 
-        An artifact from ``tierwise export`` brings its own ONNX embedder, used unless
-        ``embedder`` is passed; otherwise the embedder it names is built on first use.
-        """
-        from tierwise.router.artifact._persist import restore_router
-
-        return restore_router(cls, path, embedder=embedder)
+        return load_router(path, embedder=embedder)

@@ -12,18 +12,23 @@ WORDS = {True: "quantum tensor proof", False: "cat dog sun"}
 
 
 def synthetic_traffic(
-    n: int = 240, *, signal: bool = True, seed: int = 0, flip: bool = False
+    n: int = 240,
+    *,
+    signal: bool = True,
+    seed: int = 0,
+    flip: bool = False,
+    rates: tuple[float, float, float] = (0.5, 0.7, 0.8),
 ) -> SimpleNamespace:
     """With ``signal`` the cheap tiers fail on prompts about hard words and succeed on easy ones
     (``flip``: the other way round, a shifted distribution); without it, every tier's success
-    is noise independent of the prompt."""
+    is noise independent of the prompt, at the tiers' success ``rates``."""
     rng = np.random.default_rng(seed)
     hard = rng.random(n) < 0.5
     hard_p = np.where(hard, not flip, flip)
     if signal:
         p = np.where(hard_p[:, None], [0.05, 0.3, 0.9], [0.95, 0.95, 0.95])
     else:
-        p = np.broadcast_to([0.5, 0.7, 0.8], (n, 3))
+        p = np.broadcast_to(rates, (n, 3))
     prompts = tuple(
         f"{WORDS[bool(h)]} item {seed}-{i} " + " ".join(rng.choice(["a", "b", "c"], 3))
         for i, h in enumerate(hard)
@@ -38,9 +43,9 @@ def synthetic_traffic(
     )
 
 
-def write_routing_log(tmp_path: Path, n: int = 240, *, signal: bool = True, seed: int = 0) -> Path:
-    """The traffic above as a CSV plus an experiment config using the hashing:64 embedder."""
-    t = synthetic_traffic(n, signal=signal, seed=seed)
+def write_routing_log(tmp_path: Path, n: int = 240, **traffic: object) -> Path:
+    """``synthetic_traffic(n, **traffic)`` as a CSV plus an experiment config (hashing:64)."""
+    t = synthetic_traffic(n, **traffic)  # type: ignore[arg-type]
     head = "id,prompt," + ",".join(MODELS) + "," + ",".join(f"{m}|cost" for m in MODELS)
     lines = [head]
     for i in range(n):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_helpers import synthetic_traffic
+from bench_helpers import synthetic_traffic, write_routing_log
 
 from tierwise.eval.baselines import zero_router
 from tierwise.router.config import RouterConfig
@@ -127,3 +127,55 @@ def test_crossfit_fits_on_all_labels_and_selects_out_of_fold():
     assert cross.target_quality_ == pytest.approx(
         0.95 * np.vstack([train.quality, cal.quality])[:, 2].mean()
     )
+
+
+def test_crossfit_keeps_certifications_held_out_prompts_out_of_the_fit(tmp_path, monkeypatch):
+    from tierwise.eval.certification import split_for_certification
+    from tierwise.experiments.config import load_experiment
+    from tierwise.experiments.training import prepare, train
+
+    cfg_path = write_routing_log(tmp_path, n=300)
+    with cfg_path.open("a") as f:
+        f.write("  crossfit: {folds: 3}\n  predictor: {name: knn, params: {k: 20}}\n")
+        f.write("  cache_dir: cache\ntracking: {enabled: false}\n")
+        f.write("target: {kind: relative, value: 0.9, reference: best, confidence: 0.8}\n")
+    cfg = load_experiment(cfg_path)
+    prep = prepare(cfg, progress=False)
+    held = set(
+        np.asarray(prep.calibration.prompts)[
+            split_for_certification(prep.calibration.prompts, seed=cfg.split.seed).certification
+        ]
+    )
+    seen: list[str] = []
+    real_fit = Router.fit
+
+    def spy(self, train_data, cal_data, **kw):
+        seen.extend(train_data.prompts)
+        seen.extend(cal_data.prompts)
+        return real_fit(self, train_data, cal_data, **kw)
+
+    monkeypatch.setattr(Router, "fit", spy)
+    result = train(cfg, prep=prep, progress=False)
+    assert held and not held & set(seen)  # certification's prompts never reached the fit
+    assert len(seen) == prep.train.n_prompts + prep.calibration.n_prompts - len(held)
+    labels = result.router.predictor_.get_state()[1]["labels"]
+    assert labels.shape[0] == len(seen)  # the shipped predictor learned from all the others
+    assert result.certificate is not None
+    assert result.certificate.n_calibration == len(held)
+
+
+def test_train_says_when_the_static_mixture_ships(tmp_path, capsys):
+    from tierwise.experiments.cli import main
+    from tierwise.router.artifact import load_artifact
+
+    # The cheapest tier is also the best: no routing can beat always using it.
+    cfg = write_routing_log(tmp_path, n=200, signal=False, rates=(0.9, 0.6, 0.5))
+    with cfg.open("a") as f:
+        f.write("  predictor: {name: knn, params: {k: 20}}\n  cache_dir: cache\n")
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(out), "--no-progress", "--no-track"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "static fallback: the learned router (utility) beat the best static mixture" in text
+    manifest = load_artifact(out / "router.tierwise").payload
+    assert manifest["config"]["policy"]["name"] == "static"
+    assert manifest["policy"]["params"]["evidence"]["p_router_better"] < 0.8

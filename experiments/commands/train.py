@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 from pathlib import Path
+from typing import Any
 
 HELP = """\
 Train the router an experiment config describes: import the traffic log, split it
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             f"reaching {r.config.policy.select.quality_fraction:.0%} of {r.reference_model_}'s "
             "quality; no guarantee — add a `target:` section to certify it)"
         )
+    if r.static_comparison_ is not None:
+        print(fallback_note(r))
     print(result.report.table())
     print(f"\nartifact: {result.artifact}\nchart:    {result.plot}  ({result.seconds:.1f}s)")
     track = cfg.tracking.enabled if args.track is None else args.track
@@ -71,3 +74,23 @@ def run(args: argparse.Namespace) -> int:
 
         track_training(result, prep, cfg, args.tracking_uri)
     return 0
+
+
+def fallback_note(router: Any) -> str:
+    """One paragraph: did the learned router beat the static mixture of single models?"""
+    ev = router.static_comparison_
+    n = ev["n_prompts"]
+    share = f"{ev['p_router_better']:.0%} of bootstrap resamples of {n} held-out prompts"
+    if router.static_fallback_:
+        text = (
+            f"static fallback: the learned router ({router.policy_.replaced}) beat the best static "
+            f"mixture of single models in only {share} (needed {ev['confidence']:.0%}), so the "
+            "router ships the static mixture (the zero router's policy): routing by prompt did "
+            "not pay on this traffic. Set `router.fallback.enabled: false` to ship it anyway."
+        )
+    else:
+        text = (
+            f"the learned router beat the best static mixture of single models in {share} "
+            f"(AIQ {ev['router_aiq']:.4f} vs {ev['static_aiq']:.4f})."
+        )
+    return textwrap.fill(text, width=100)

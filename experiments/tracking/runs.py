@@ -133,6 +133,8 @@ def run_params(result: TrainResult, prep: Prepared, cfg: ExperimentConfig) -> di
             "fitted.knob": f"{r.knob_:.6g}",
             "fitted.reference_model": r.reference_model_,
             "fitted.target_quality": f"{r.target_quality_:.6g}",
+            "fitted.policy": r.policy_.name,
+            "fitted.static_fallback": str(bool(getattr(r, "static_fallback_", False))).lower(),
             "tierwise_version": __version__,
         }
     )
