@@ -29,7 +29,7 @@ elsewhere, hence the default. Use isotonic with thousands of calibration labels 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -41,9 +41,9 @@ from tierwise.router.predictors.base import (
     logit,
     sigmoid,
 )
+from tierwise.router.state import State, StateExport
 
 METHODS = ("isotonic", "centered_isotonic", "platt", "none")
-STATE_FORMAT = 1
 
 
 def _check_probs(P: Any, name: str = "P") -> FloatArray:
@@ -100,7 +100,7 @@ def _platt(p: FloatArray, y: FloatArray, w: FloatArray) -> tuple[float, float]:
     return float(theta[0]), float(theta[1])
 
 
-class Calibrator:
+class Calibrator(StateExport):
     """Per-tier calibration map ``P -> calibrated P``."""
 
     def __init__(self, method: str = "platt", min_samples: int = 10) -> None:
@@ -184,17 +184,14 @@ class Calibrator:
     def fit_transform(self, P: Any, Y: Any, sample_weight: Any = None) -> FloatArray:
         return self.fit(P, Y, sample_weight).transform(P)
 
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    state_kind = "calibrator"
+
+    def _state(self) -> State:
         if not hasattr(self, "n_models_"):
             from tierwise.router.predictors.base import NotFittedError
 
             raise NotFittedError("this Calibrator is not fitted yet; nothing to export")
-        params = {
-            "format": STATE_FORMAT,
-            **self.params,
-            "n_models": self.n_models_,
-            "methods": list(self.methods_),
-        }
+        params = {**self.params, "n_models": self.n_models_, "methods": list(self.methods_)}
         arrays = {
             "breaks_x": self.breaks_x_,
             "breaks_y": self.breaks_y_,
@@ -204,24 +201,15 @@ class Calibrator:
         return params, arrays
 
     @classmethod
-    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Calibrator:
-        try:
-            if params.get("format") != STATE_FORMAT:
-                raise ArtifactError(
-                    f"calibrator state format must be {STATE_FORMAT}, got {params.get('format')!r}"
-                )
-            obj = cls(method=params["method"], min_samples=int(params["min_samples"]))
-            obj._validate()
-            m = int(params["n_models"])
-            methods = [str(s) for s in params["methods"]]
-            offsets = np.asarray(arrays["offsets"], dtype=np.int64)
-            bx = np.asarray(arrays["breaks_x"], dtype=np.float64)
-            by = np.asarray(arrays["breaks_y"], dtype=np.float64)
-            platt = np.asarray(arrays["platt"], dtype=np.float64)
-        except ArtifactError:
-            raise
-        except (KeyError, TypeError, ValueError, ConfigError) as err:
-            raise ArtifactError(f"calibrator state is incomplete or invalid: {err}") from None
+    def _from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        obj = cls(method=params["method"], min_samples=int(params["min_samples"]))
+        obj._validate()
+        m = int(params["n_models"])
+        methods = [str(s) for s in params["methods"]]
+        offsets = np.asarray(arrays["offsets"], dtype=np.int64)
+        bx = np.asarray(arrays["breaks_x"], dtype=np.float64)
+        by = np.asarray(arrays["breaks_y"], dtype=np.float64)
+        platt = np.asarray(arrays["platt"], dtype=np.float64)
         ok = (
             len(methods) == m
             and set(methods) <= set(METHODS)

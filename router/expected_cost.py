@@ -15,7 +15,7 @@ drives the decision.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,7 @@ from tierwise.router.errors import ArtifactError, DataError
 from tierwise.router.length import OutputLengthModel
 from tierwise.router.predictors.base import FloatArray
 from tierwise.router.pricing import PriceTable
+from tierwise.router.state import State, StateExport
 
 
 def prompt_chars(prompts: list[str] | tuple[str, ...]) -> FloatArray:
@@ -46,7 +47,7 @@ def _nonneg_line(x: FloatArray, y: FloatArray) -> tuple[float, float]:
     return float(a), float(b)
 
 
-class ExpectedCostModel:
+class ExpectedCostModel(StateExport):
     """Per prompt and tier, the expected USD cost of the answer."""
 
     def __init__(self, predict_output_tokens: bool = True, chars_per_token: float = 4.0) -> None:
@@ -124,7 +125,10 @@ class ExpectedCostModel:
             [table.cost(md, in_tok, out_tok[:, j]) for j, md in enumerate(self.models_)], axis=1
         )
 
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    state_kind = "expected-cost model"
+    unversioned_ok = True  # artifacts saved before router.state stored no format here
+
+    def _state(self) -> State:
         params: dict[str, Any] = {
             "source": self.source_,
             "models": list(self.models_),
@@ -140,7 +144,7 @@ class ExpectedCostModel:
         return params, arrays
 
     @classmethod
-    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> ExpectedCostModel:
+    def _from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
         self = cls(chars_per_token=float(params["chars_per_token"]))
         self.source_ = str(params["source"])
         self.models_ = tuple(params["models"])

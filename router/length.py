@@ -11,14 +11,13 @@ router uses each tier's training mean (``mean_tokens_``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from tierwise.router.errors import ArtifactError, ConfigError, DataError
 from tierwise.router.predictors.base import FloatArray, NotFittedError, check_sample_weight, check_X
-
-STATE_FORMAT = 1
+from tierwise.router.state import State, StateExport
 
 
 def _check_tokens(T: Any, n_rows: int) -> FloatArray:
@@ -41,7 +40,7 @@ def _check_tokens(T: Any, n_rows: int) -> FloatArray:
     return arr
 
 
-class OutputLengthModel:
+class OutputLengthModel(StateExport):
     """Ridge on log(1 + output tokens), one per tier.
 
     Parameters
@@ -115,15 +114,12 @@ class OutputLengthModel:
         upper = np.expm1(self.log_range_[:, 1])
         return np.clip(np.exp(z) * self.smearing_ - 1.0, 0.0, upper)
 
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    state_kind = "length-model"
+
+    def _state(self) -> State:
         if not hasattr(self, "n_models_"):
             raise NotFittedError("this OutputLengthModel is not fitted yet; nothing to export")
-        params = {
-            "format": STATE_FORMAT,
-            **self.params,
-            "n_features_in": self.n_features_in_,
-            "n_models": self.n_models_,
-        }
+        params = {**self.params, "n_features_in": self.n_features_in_, "n_models": self.n_models_}
         arrays = {
             "coef": self.coef_,
             "intercept": self.intercept_,
@@ -134,27 +130,17 @@ class OutputLengthModel:
         return params, arrays
 
     @classmethod
-    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> OutputLengthModel:
-        try:
-            if params.get("format") != STATE_FORMAT:
-                raise ArtifactError(
-                    f"length-model state format must be {STATE_FORMAT}, "
-                    f"got {params.get('format')!r}; re-export the artifact"
-                )
-            obj = cls(alpha=params["alpha"], min_samples=params["min_samples"])
-            d, m = int(params["n_features_in"]), int(params["n_models"])
-            shapes = {
-                "coef": (m, d),
-                "intercept": (m,),
-                "smearing": (m,),
-                "log_range": (m, 2),
-                "mean_tokens": (m,),
-            }
-            loaded = {k: np.asarray(arrays[k], dtype=np.float64) for k in shapes}
-        except ArtifactError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise ArtifactError(f"length-model state is incomplete or invalid: {err!r}") from None
+    def _from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        obj = cls(alpha=params["alpha"], min_samples=params["min_samples"])
+        d, m = int(params["n_features_in"]), int(params["n_models"])
+        shapes = {
+            "coef": (m, d),
+            "intercept": (m,),
+            "smearing": (m,),
+            "log_range": (m, 2),
+            "mean_tokens": (m,),
+        }
+        loaded = {k: np.asarray(arrays[k], dtype=np.float64) for k in shapes}
         for key, shape in shapes.items():
             if loaded[key].shape != shape or not np.all(np.isfinite(loaded[key])):
                 raise ArtifactError(

@@ -19,17 +19,17 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from tierwise.router.errors import ArtifactError, ConfigError, DataError, TierwiseError
+from tierwise.router.state import STATE_FORMAT as STATE_FORMAT  # re-exported
+from tierwise.router.state import State, StateExport
 
 FloatArray = npt.NDArray[np.float64]
-State = tuple[dict[str, Any], dict[str, np.ndarray]]
 
-STATE_FORMAT = 1
 
 
 class NotFittedError(TierwiseError, ValueError, AttributeError):
@@ -138,7 +138,7 @@ def logit(p: FloatArray, eps: float = 1e-6) -> FloatArray:
     return np.log(q) - np.log1p(-q)
 
 
-class QualityPredictor(ABC):
+class QualityPredictor(StateExport, ABC):
     """Base class: subclasses implement ``_fit``, ``_predict``, ``_export`` and ``_import``."""
 
     name: ClassVar[str] = ""
@@ -216,13 +216,17 @@ class QualityPredictor(ABC):
                 "call fit(X, Y) or load a state first"
             )
 
-    # ---- state export ---------------------------------------------------------------------
-    def get_state(self) -> State:
-        """``(params, arrays)``: JSON-safe dict and numeric arrays that rebuild this predictor."""
+    # ---- state export (format check and error wrapping: router.state.StateExport) ------------
+    state_kind = "predictor"
+
+    @classmethod
+    def _state_label(cls) -> str:
+        return f"predictor {getattr(cls, 'name', cls.__name__)!r}"
+
+    def _state(self) -> State:
         self._check_fitted()
         fitted, arrays = self._export()
         params = {
-            "format": STATE_FORMAT,
             "predictor": self.name,
             "hyperparams": _json_safe(self.get_params(deep=False)),
             "n_features_in": self.n_features_in_,
@@ -235,23 +239,11 @@ class QualityPredictor(ABC):
         return params, dict(arrays)
 
     @classmethod
-    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> QualityPredictor:
-        try:
-            if params.get("format") != STATE_FORMAT:
-                raise ArtifactError(
-                    f"predictor state format must be {STATE_FORMAT}, got {params.get('format')!r}; "
-                    "re-export the artifact with this version of tierwise"
-                )
-            obj = cls(**params["hyperparams"])
-            obj.n_features_in_ = int(params["n_features_in"])
-            obj.n_models_ = int(params["n_models"])
-            obj._import(params.get("fitted", {}), arrays)
-        except ArtifactError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise ArtifactError(
-                f"predictor state for {cls.name!r} is incomplete or invalid: {err!r}"
-            ) from None
+    def _from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        obj = cls(**params["hyperparams"])
+        obj.n_features_in_ = int(params["n_features_in"])
+        obj.n_models_ = int(params["n_models"])
+        obj._import(params.get("fitted", {}), arrays)
         return obj
 
     @staticmethod
@@ -283,7 +275,7 @@ class QualityPredictor(ABC):
         return arr
 
     # ---- hooks for subclasses -------------------------------------------------------------
-    def _validate_params(self) -> None:  # noqa: B027 - optional hook
+    def _validate_params(self) -> None:
         """Raise ConfigError naming the bad hyperparameter (called by ``fit``)."""
 
     @abstractmethod
