@@ -115,12 +115,15 @@ def _between(text: str, start: str, end: str) -> str:
 
 
 def judge(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-    """An LLM judge: rates 8-9 when the answer's last number equals the reference, else 2-3;
+    """An LLM judge: rates 8-9 when the answer's last number equals the reference (or, without
+    one, the question's answer), else 2-3;
     flips about 4% of verdicts and writes no rating for about 2%."""
     _log(model, messages)
     text = str(messages[-1]["content"])
     answer = _between(text, "[The Start of Assistant's Answer]", "[The End of Assistant's Answer]")
     ref = _between(text, "[The Start of Reference Answer]", "[The End of Reference Answer]")
+    if not ref:  # no reference given: the judge works the question out itself
+        ref = str(parse_question(_between(text, "[Question]", "[The Start of Assistant"))[1])
     nums = re.findall(r"-?\d+", answer)
     good = bool(nums) and nums[-1] == ref.strip()
     u = _h("judge", answer, ref)

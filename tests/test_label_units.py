@@ -328,3 +328,12 @@ def test_failed_calls_are_reported_kept_out_of_the_table_and_retried(
         assert sum(logged_calls(log).values()) - mark == 2  # only the failed calls again
         table = pd.read_parquet(tmp_path / "out" / "table.parquet")
         assert len(table) == 12 and set(table["small"].unique()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("name", ["label_example", "label_judge", "label_gateway"])
+def test_the_shipped_label_configs_validate(name: str) -> None:
+    cfg = load_labelling(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert cfg.tiers == ["small", "mid", "big"]
+    assert cfg.upstreams_config().for_tier("big").has_prices
+    judge = cfg.judge_upstreams()
+    assert judge is None or judge.for_tier("judge").has_prices
