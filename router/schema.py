@@ -45,8 +45,13 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
             parts.append(f"unknown key `{loc}`; remove it or check its spelling")
-        elif e["type"] == "value_error" and ", got " in e["msg"]:
-            # Our validator's message names the value itself; a second "got" would be noise.
+        elif e["type"] == "missing":
+            parts.append(f"`{loc}` field required; add it")
+        elif e["type"] == "value_error" and (
+            ", got " in e["msg"] or isinstance(e.get("input"), dict)
+        ):
+            # Our validator's message names the value itself (or the value is a whole section):
+            # a second "got" would be noise.
             parts.append(f"`{loc}` {e['msg'].lower()}")
         else:
             value = e.get("input")

@@ -110,3 +110,16 @@ def test_training_on_fewer_than_two_models_is_refused(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err
     assert "routing needs at least 2 models, got 1 (['a'])" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([HEAD, ROWS[0] + ",9,9", ROWS[1]], r"log\.csv: a row has more fields than the header"),
+        ([HEAD, *ROWS, "x3,Extra,1,0,0.1,0.1,7"], r"Expected 6 fields in line 4"),
+        ([HEAD], r"log\.csv: the file has a header but no rows"),
+    ],
+)
+def test_ragged_rows_and_header_only_files_are_refused(tmp_path: Path, lines, message) -> None:
+    with pytest.raises(DataError, match=message):
+        load(tmp_path, lines)

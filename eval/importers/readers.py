@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
@@ -128,7 +129,22 @@ def read_file(path: Path, src: SourceConfig) -> pd.DataFrame:
             sep = src.sep if src.sep is not None else ("\t" if fmt == "tsv" else ",")
             kwargs: dict[str, Any] = {"sep": sep, "dtype": str, "encoding": src.encoding}
             _check_header(path, pd.read_csv(path, header=None, nrows=1, **kwargs))
-            return pd.read_csv(path, keep_default_na=False, na_filter=False, **kwargs)
+            # index_col=False + the warning as an error: a row with more fields than the header
+            # is refused, not read as a shifted index or cut short.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                try:
+                    df = pd.read_csv(
+                        path, keep_default_na=False, na_filter=False, index_col=False, **kwargs
+                    )
+                except pd.errors.ParserWarning:
+                    raise DataError(
+                        f"{path}: a row has more fields than the header; quote the fields that "
+                        f"contain {kwargs['sep']!r} or fix the row"
+                    ) from None
+            if df.empty:
+                raise DataError(f"{path}: the file has a header but no rows; export the log again")
+            return df
         if fmt == "parquet":
             return pd.read_parquet(path)
         return pd.read_json(path, lines=(fmt == "jsonl"), dtype=False, convert_dates=False)
