@@ -20,6 +20,7 @@ The p-values, bounds and reports live in ``_bounds`` and ``_report``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -220,6 +221,138 @@ def _loss_bounds(losses: FloatArray, t: TargetConfig) -> tuple[float, Interval]:
 
 
 # ----------------------------------------------------------------------------- certify
+@dataclass(frozen=True)
+class _Sweep:
+    """Checked inputs of :func:`certify`: one row per knob, one column per calibration prompt."""
+
+    quality: FloatArray  # (k, n) in [0, 1]
+    cost: FloatArray  # (k, n) USD >= 0
+    knobs: list[Any]
+    reference: FloatArray | None  # (n,) quality of always sending to the reference tier
+    reference_cost: FloatArray | None  # (n,)
+
+
+def _knob_list(knobs: Sequence[Any] | npt.ArrayLike, k: int) -> list[Any]:
+    values = list(np.asarray(knobs).tolist()) if not isinstance(knobs, Sequence) else list(knobs)
+    if len(values) != k:
+        raise DataError(
+            f"`knobs` must have one value per row of `quality_by_knob` ({k}), got {len(values)}"
+        )
+    return values
+
+
+def _cost_matrix(cost_by_knob: Any, shape: tuple[int, ...]) -> FloatArray:
+    c = _finite_array("cost_by_knob", cost_by_knob, 2)
+    if c.shape != shape:
+        raise DataError(
+            f"`cost_by_knob` must have the shape of `quality_by_knob` {shape}, got {c.shape}"
+        )
+    if (c < 0).any():
+        i = np.argwhere(c < 0)[0]
+        raise DataError(
+            f"`cost_by_knob[{i[0]}, {i[1]}]` must be ≥ 0 USD, got {float(c[tuple(i)])!r}"
+        )
+    return c
+
+
+def _reference_costs(reference_cost: Any | None, n: int) -> FloatArray | None:
+    if reference_cost is None:
+        return None
+    ref_cost = _finite_array("reference_cost", reference_cost, 1)
+    if len(ref_cost) != n or (ref_cost < 0).any():
+        raise DataError(
+            f"`reference_cost` must hold one USD cost ≥ 0 per prompt ({n}), got "
+            f"{len(ref_cost)} entries, minimum {float(ref_cost.min())!r}"
+        )
+    return ref_cost
+
+
+def _check_sweep(
+    quality_by_knob: Any,
+    cost_by_knob: Any,
+    knobs: Sequence[Any] | npt.ArrayLike,
+    reference_quality: Any | None,
+    reference_cost: Any | None,
+    t: TargetConfig,
+) -> _Sweep:
+    q = _quality_array("quality_by_knob", quality_by_knob, 2)
+    k, n = q.shape
+    sweep = _Sweep(
+        quality=q,
+        cost=_cost_matrix(cost_by_knob, q.shape),
+        knobs=_knob_list(knobs, k),
+        reference=_reference(reference_quality, n, t, required=t.kind == "relative"),
+        reference_cost=_reference_costs(reference_cost, n),
+    )
+    if t.method == "binomial":
+        _require_binary("quality_by_knob", q)
+    return sweep
+
+
+def _n_rejected(p_values: FloatArray, delta: float) -> int:
+    """Fixed-sequence testing: the rejected set is the prefix of the grid with p ≤ δ."""
+    failed = np.flatnonzero(p_values > delta)
+    return int(failed[0]) if len(failed) else len(p_values)
+
+
+def _sweep_summary(
+    s: _Sweep, t: TargetConfig, p_values: FloatArray, n_rejected: int
+) -> dict[str, Any]:
+    """What every certificate reports about the whole grid, passed or not."""
+    k, n = s.quality.shape
+    quality_means = s.quality.mean(axis=1)
+    knob_lower = (
+        1.0 - wsr_upper_bound(1.0 - s.quality, t.delta)
+        if t.method == "wsr"
+        else 1.0 - risk_upper_bound(1.0 - quality_means, n, t.delta, t.method)
+    )
+    return dict(
+        target=t,
+        knobs=tuple(_plain(v) for v in s.knobs),
+        p_values=tuple(float(p) for p in p_values),
+        knob_quality=tuple(float(v) for v in quality_means),
+        knob_quality_lower=tuple(float(v) for v in knob_lower),
+        knob_cost=tuple(float(v) for v in s.cost.mean(axis=1)),
+        n_tested=min(n_rejected + 1, k),
+        n_calibration=n,
+        reference_mean=None if s.reference is None else float(s.reference.mean()),
+    )
+
+
+def _certified(
+    s: _Sweep,
+    t: TargetConfig,
+    losses: FloatArray,
+    p_values: FloatArray,
+    n_rejected: int,
+    summary: dict[str, Any],
+) -> Certificate:
+    """The cheapest of the rejected (certified) knobs, with its bounds."""
+    cost_means = s.cost.mean(axis=1)
+    idx = int(np.argmin(cost_means[:n_rejected]))
+    lower, interval = _mean_bounds(s.quality[idx], t.delta, t.method)
+    margin_mean = margin_lower = margin_interval = None
+    if t.kind == "relative":
+        assert s.reference is not None
+        margin_mean = float(s.quality[idx].mean() - t.value * s.reference.mean())
+        margin_lower, margin_interval = _loss_bounds(losses[idx], t)
+    return Certificate(
+        knob=_plain(s.knobs[idx]),
+        index=idx,
+        passed=True,
+        fallback=False,
+        p_value=float(p_values[idx]),
+        quality_mean=float(s.quality[idx].mean()),
+        quality_lower=lower,
+        quality_interval=interval,
+        margin_mean=margin_mean,
+        margin_lower=margin_lower,
+        margin_interval=margin_interval,
+        cost_mean=float(cost_means[idx]),
+        **summary,
+    )
+
+
 def certify(
     quality_by_knob: Any,
     cost_by_knob: Any,
@@ -238,87 +371,14 @@ def certify(
     relative targets, used for the fallback when no knob passes.
     """
     t = as_target(target)
-    q = _quality_array("quality_by_knob", quality_by_knob, 2)
-    c = _finite_array("cost_by_knob", cost_by_knob, 2)
-    k, n = q.shape
-    if c.shape != q.shape:
-        raise DataError(
-            f"`cost_by_knob` must have the shape of `quality_by_knob` {q.shape}, got {c.shape}"
-        )
-    if (c < 0).any():
-        i = np.argwhere(c < 0)[0]
-        raise DataError(
-            f"`cost_by_knob[{i[0]}, {i[1]}]` must be ≥ 0 USD, got {float(c[tuple(i)])!r}"
-        )
-    knob_values = (
-        list(np.asarray(knobs).tolist()) if not isinstance(knobs, Sequence) else list(knobs)
-    )
-    if len(knob_values) != k:
-        raise DataError(
-            f"`knobs` must have one value per row of `quality_by_knob` ({k}), "
-            f"got {len(knob_values)}"
-        )
-    ref = _reference(reference_quality, n, t, required=t.kind == "relative")
-    ref_cost = None
-    if reference_cost is not None:
-        ref_cost = _finite_array("reference_cost", reference_cost, 1)
-        if len(ref_cost) != n or (ref_cost < 0).any():
-            raise DataError(
-                f"`reference_cost` must hold one USD cost ≥ 0 per prompt ({n}), got "
-                f"{len(ref_cost)} entries, minimum {float(ref_cost.min())!r}"
-            )
-    if t.method == "binomial":
-        _require_binary("quality_by_knob", q)
-
-    losses, level = _losses(q, ref, t)
+    s = _check_sweep(quality_by_knob, cost_by_knob, knobs, reference_quality, reference_cost, t)
+    losses, level = _losses(s.quality, s.reference, t)
     p_values = _p_values(losses, level, t)
-    # Fixed-sequence testing: the rejected set is the prefix of the grid with p ≤ δ.
-    failed = np.flatnonzero(p_values > t.delta)
-    n_rejected = int(failed[0]) if len(failed) else k
-    cost_means = c.mean(axis=1)
-    quality_means = q.mean(axis=1)
-    knob_lower = (
-        1.0 - wsr_upper_bound(1.0 - q, t.delta)
-        if t.method == "wsr"
-        else 1.0 - risk_upper_bound(1.0 - quality_means, n, t.delta, t.method)
-    )
-
-    common: dict[str, Any] = dict(
-        target=t,
-        knobs=tuple(_plain(v) for v in knob_values),
-        p_values=tuple(float(p) for p in p_values),
-        knob_quality=tuple(float(v) for v in quality_means),
-        knob_quality_lower=tuple(float(v) for v in knob_lower),
-        knob_cost=tuple(float(v) for v in cost_means),
-        n_tested=min(n_rejected + 1, k),
-        n_calibration=n,
-        reference_mean=None if ref is None else float(ref.mean()),
-    )
+    n_rejected = _n_rejected(p_values, t.delta)
+    summary = _sweep_summary(s, t, p_values, n_rejected)
     if n_rejected == 0:
-        return _fallback(common, ref, ref_cost, t, float(p_values[0]))
-
-    idx = int(np.argmin(cost_means[:n_rejected]))
-    lower, interval = _mean_bounds(q[idx], t.delta, t.method)
-    margin_mean = margin_lower = margin_interval = None
-    if t.kind == "relative":
-        assert ref is not None
-        margin_mean = float(q[idx].mean() - t.value * ref.mean())
-        margin_lower, margin_interval = _loss_bounds(losses[idx], t)
-    return Certificate(
-        knob=_plain(knob_values[idx]),
-        index=idx,
-        passed=True,
-        fallback=False,
-        p_value=float(p_values[idx]),
-        quality_mean=float(quality_means[idx]),
-        quality_lower=lower,
-        quality_interval=interval,
-        margin_mean=margin_mean,
-        margin_lower=margin_lower,
-        margin_interval=margin_interval,
-        cost_mean=float(cost_means[idx]),
-        **common,
-    )
+        return _fallback(summary, s.reference, s.reference_cost, t, float(p_values[0]))
+    return _certified(s, t, losses, p_values, n_rejected, summary)
 
 
 def _fallback(

@@ -82,6 +82,83 @@ def _label_models(ax: Any, rows: list[Row], reference: str) -> None:
         )
 
 
+def _draw_model(ax: Any, r: Row, reference: str) -> None:
+    x, y = _xy(r.points)
+    ref = r.name == reference
+    kind = "reference model" if ref else "single model"
+    first = kind not in ax.get_legend_handles_labels()[1]
+    ax.scatter(x, y, s=46, color="#333333", marker="D" if ref else "o", zorder=5,
+               label=kind if first else None)  # fmt: skip
+
+
+def _draw_zero(ax: Any, r: Row, x_right: float) -> None:
+    x, y = _step_hull(r, x_right)
+    label = f"zero router (AIQ {r.aiq:.3f})"
+    ax.plot(x, y, color="#555555", lw=1.6, ls="--", zorder=5, label=label)
+
+
+def _draw_oracle(ax: Any, r: Row, x_right: float) -> None:
+    x, y = _step_hull(r, x_right)
+    ax.plot(x, y, color="#2ca02c", lw=1.8, label=f"oracle frontier (AIQ {r.aiq:.3f})")
+    ax.scatter([r.cost_per_1k], [r.quality], marker="*", s=180, color="#2ca02c", zorder=6,
+               label="oracle (best model per prompt)")  # fmt: skip
+
+
+def _draw_policy(ax: Any, r: Row, color: str, x_right: float) -> None:
+    """A policy's swept points and frontier (a "random @" row: the same colour, dotted)."""
+    random = r.kind == "random"
+    width, style = (1.1, ":") if random else (2.2, "-")
+    x, y = _xy(r.points)
+    ax.scatter(x, y, s=10 if random else 18, color=color, alpha=0.75, zorder=4)
+    if len(r.hull) > 1:
+        hx, hy = _step_hull(r, x_right)
+        ax.plot(hx, hy, color=color, lw=width, ls=style, zorder=4)
+    aiq = "" if not np.isfinite(r.aiq) else f", AIQ {r.aiq:.3f}"
+    name = f"{r.name} (realized{aiq})" if random else f"{r.name}{aiq}"
+    ax.plot([], [], color=color, marker="o", ms=4, lw=width, ls=style, label=name)
+    if not random:
+        seen = "operating point" in str(ax.get_legend_handles_labels()[1])
+        ax.scatter([r.cost_per_1k], [r.quality], s=90, facecolors="none", edgecolors=color,
+                   linewidths=2, zorder=6,
+                   label=None if seen else "operating point (the table's row)")  # fmt: skip
+
+
+def _draw_rows(ax: Any, report: ComparisonReport, x_right: float) -> None:
+    colors: dict[str, str] = {}  # policy name -> colour; its "random @" row shares it
+    for r in report.rows:
+        if r.kind == "model":
+            _draw_model(ax, r, report.reference)
+        elif r.kind == "zero":
+            _draw_zero(ax, r, x_right)
+        elif r.kind == "oracle":
+            _draw_oracle(ax, r, x_right)
+        else:
+            of = r.name.split(" @ ", 1)[-1] if r.kind == "random" else r.name
+            color = colors.setdefault(of, _POLICY_COLORS[len(colors) % len(_POLICY_COLORS)])
+            _draw_policy(ax, r, color, x_right)
+
+
+def _cost_axis(ax: Any, all_x: np.ndarray, x_lo: float, x_right: float) -> None:
+    if (all_x <= 0).any():
+        # Free models sit at 0, which a log axis cannot show: linear up to the cheapest paid cost.
+        ax.set_xscale("symlog", linthresh=x_lo)
+        ax.set_xlim(-0.3 * x_lo, x_right)
+        ax.set_xlabel("cost per 1,000 queries (USD, log scale; linear near 0)")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlim(x_lo / 1.6, x_right)
+        ax.set_xlabel("cost per 1,000 queries (USD, log scale)")
+
+
+def _output_path(path: str | Path) -> Path:
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the plot directory {out.parent}: {err}") from None
+    return out
+
+
 def plot_comparison(report: ComparisonReport, path: str | Path, title: str | None = None) -> Path:
     """Write the chart to ``path`` (PNG) and return the path.
 
@@ -95,11 +172,7 @@ def plot_comparison(report: ComparisonReport, path: str | Path, title: str | Non
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    out = Path(path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create the plot directory {out.parent}: {err}") from None
+    out = _output_path(path)
     rows = list(report.rows)
     all_x = np.concatenate([_xy(r.points)[0] for r in rows] + [_xy(r.hull)[0] for r in rows])
     positive = all_x[all_x > 0]
@@ -107,71 +180,8 @@ def plot_comparison(report: ComparisonReport, path: str | Path, title: str | Non
     x_right = float(max(all_x.max(), report.c_max_per_1k)) * 1.6
 
     fig, ax = plt.subplots(figsize=(10, 7.5), dpi=120)
-    policy_i = 0
-    colors: dict[str, str] = {}  # policy name -> colour; its "random @" row shares it, dotted
-    for r in rows:
-        if r.kind == "model":
-            x, y = _xy(r.points)
-            ref = r.name == report.reference
-            kind = "reference model" if ref else "single model"
-            first = kind not in ax.get_legend_handles_labels()[1]
-            ax.scatter(x, y, s=46, color="#333333", marker="D" if ref else "o", zorder=5,
-                       label=kind if first else None)  # fmt: skip
-        elif r.kind == "zero":
-            x, y = _step_hull(r, x_right)
-            zero = f"zero router (AIQ {r.aiq:.3f})"
-            ax.plot(x, y, color="#555555", lw=1.6, ls="--", zorder=5, label=zero)
-        elif r.kind == "oracle":
-            x, y = _step_hull(r, x_right)
-            ax.plot(x, y, color="#2ca02c", lw=1.8, label=f"oracle frontier (AIQ {r.aiq:.3f})")
-            ax.scatter(
-                [r.cost_per_1k],
-                [r.quality],
-                marker="*",
-                s=180,
-                color="#2ca02c",
-                zorder=6,
-                label="oracle (best model per prompt)",
-            )
-        else:
-            random = r.kind == "random"
-            of = r.name.split(" @ ", 1)[-1] if random else r.name
-            if of not in colors:
-                colors[of] = _POLICY_COLORS[policy_i % len(_POLICY_COLORS)]
-                policy_i += 1
-            color = colors[of]
-            x, y = _xy(r.points)
-            ax.scatter(x, y, s=10 if random else 18, color=color, alpha=0.75, zorder=4)
-            if len(r.hull) > 1:
-                hx, hy = _step_hull(r, x_right)
-                ax.plot(hx, hy, color=color, lw=1.1 if random else 2.2, ls=":" if random else "-",
-                        zorder=4)  # fmt: skip
-            aiq = "" if not np.isfinite(r.aiq) else f", AIQ {r.aiq:.3f}"
-            name = f"{r.name} (realized{aiq})" if random else f"{r.name}{aiq}"
-            ax.plot([], [], color=color, marker="o", ms=4, lw=1.1 if random else 2.2,
-                    ls=":" if random else "-", label=name)  # fmt: skip
-            if not random:
-                ax.scatter(
-                    [r.cost_per_1k],
-                    [r.quality],
-                    s=90,
-                    facecolors="none",
-                    edgecolors=color,
-                    linewidths=2,
-                    zorder=6,
-                    label=None if "operating point" in str(ax.get_legend_handles_labels()[1])
-                    else "operating point (the table's row)",
-                )
-
-    if (all_x <= 0).any():
-        # Free models sit at 0, which a log axis cannot show: linear up to the cheapest paid cost.
-        ax.set_xscale("symlog", linthresh=x_lo)
-        ax.set_xlim(-0.3 * x_lo, x_right)
-        ax.set_xlabel("cost per 1,000 queries (USD, log scale; linear near 0)")
-    else:
-        ax.set_xscale("log")
-        ax.set_xlim(x_lo / 1.6, x_right)
-        ax.set_xlabel("cost per 1,000 queries (USD, log scale)")
+    _draw_rows(ax, report, x_right)
+    _cost_axis(ax, all_x, x_lo, x_right)
     ax.axvline(report.c_max_per_1k, color="#bbbbbb", lw=0.8, ls=":",
                label="costliest single model (AIQ's cost range)")  # fmt: skip
     ax.set_ylabel("mean quality")
