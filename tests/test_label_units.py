@@ -120,7 +120,8 @@ def test_every_scorer_returns_a_score_in_0_1_or_none_and_never_raises(name: str)
 
 
 def test_python_scorer_errors_are_clear_and_per_answer(tmp_path: Path, monkeypatch) -> None:
-    with pytest.raises(ConfigError, match=r"cannot import module 'no_such_pkg.x' \(No module named 'no_such_pkg'\)"):
+    missing = r"cannot import module 'no_such_pkg.x' \(No module named 'no_such_pkg'\)"
+    with pytest.raises(ConfigError, match=missing):
         make_scorer(
             ScoreConfig.model_validate(
                 {"method": "python", "python": {"function": "no_such_pkg.x:check"}}
@@ -256,43 +257,35 @@ def test_budget_reservations() -> None:
     assert b.exhausted and not b.fits(0.0)
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_the_gateways_decision_log_is_a_source(tmp_path: Path, fmt: str) -> None:
+def _gateway_log(tmp_path: Path, name: str, fmt: str, records: list[dict[str, Any]]) -> Path:
+    """Write ``records`` with the gateway's own sink; a label config reading them back."""
     from tierwise.router.gateway.decision_log import FileSink
 
-    sink = FileSink(tmp_path / "log", fmt)  # type: ignore[arg-type]
-    records = [
-        {"request_id": f"r{i}", "prompt": p, "model": "small", "p_success": {"small": 0.5}}
-        for i, p in enumerate(["What is 2 plus 2?", None, "what is 2 PLUS 2?", "Name a color."])
-    ]
+    sink = FileSink(tmp_path / name, fmt)  # type: ignore[arg-type]
     sink.write(records)
     sink.close()
-    path = _write_cfg(
-        tmp_path,
-        [],
-        source={"kind": "gateway_log", "path": "log"},
-        columns={},
-        score={"method": "python", "python": {"function": "label_behaviours:last_number_matches"}},
-    )
-    picked, found = load_prompts(load_labelling(path))
+    scorer = {"function": "label_behaviours:last_number_matches"}
+    source = {"kind": "gateway_log", "path": name}
+    score = {"method": "python", "python": scorer}
+    return _write_cfg(tmp_path, [], source=source, columns={}, score=score)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_the_gateways_decision_log_is_a_source(tmp_path: Path, fmt: str) -> None:
+    prompts = ["What is 2 plus 2?", None, "what is 2 PLUS 2?", "Name a color."]
+    records = [
+        {"request_id": f"r{i}", "prompt": p, "model": "small", "p_success": {"small": 0.5}}
+        for i, p in enumerate(prompts)
+    ]
+    picked, found = load_prompts(load_labelling(_gateway_log(tmp_path, "log", fmt, records)))
     assert [(e.id, e.prompt) for e in picked] == [
         ("r0", "What is 2 plus 2?"),
         ("r3", "Name a color."),
     ]
     assert found.duplicates == 1
-    hashed = tmp_path / "hashed"
-    sink = FileSink(hashed, fmt)  # type: ignore[arg-type]
-    sink.write([{"request_id": "r0", "prompt": None}])
-    sink.close()
-    path = _write_cfg(
-        tmp_path,
-        [],
-        source={"kind": "gateway_log", "path": "hashed"},
-        columns={},
-        score={"method": "python", "python": {"function": "label_behaviours:last_number_matches"}},
-    )
+    hashed = _gateway_log(tmp_path, "hashed", fmt, [{"request_id": "r0", "prompt": None}])
     with pytest.raises(DataError, match=r"restart the gateway with --log-prompts"):
-        load_prompts(load_labelling(path))
+        load_prompts(load_labelling(hashed))
 
 
 def test_failed_calls_are_reported_kept_out_of_the_table_and_retried(
