@@ -67,6 +67,11 @@ def summarize(
     """Everything the label report shows, as a JSON-ready dict."""
     b = result.budget
     tiers = _tier_rows(result)
+    names = result.plan.tiers
+
+    def order(name: str) -> tuple[int, str]:  # tiers as configured, then the judge
+        return (names.index(name), "") if name in names else (len(names), name)
+
     all_pairs_n = sum((t["judge_vs_reference"] or {}).get("n", 0) for t in tiers)
     return {
         "name": result.plan.cfg.name,
@@ -78,9 +83,9 @@ def summarize(
         "tiers": tiers,
         "judge_pairs": all_pairs_n,
         "cost": {
-            "sent_calls": dict(result.sent),
+            "sent_calls": {k: result.sent[k] for k in sorted(result.sent, key=order)},
             "spent_this_run_usd": b.spent_usd,
-            "spent_by_call": dict(result.spent),
+            "spent_by_call": {k: result.spent[k] for k in sorted(result.spent, key=order)},
             "reused_from_cache_usd": b.spent_before_usd,
             "total_usd": b.total_usd,
             "budget_usd": b.limit_usd,

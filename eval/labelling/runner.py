@@ -230,5 +230,11 @@ class Runner:
 def run_plan(
     plan: Plan, cache: CallCache, budget: Budget, upstreams: UpstreamsConfig, progress: bool = True
 ) -> RunResult:
-    """Run ``plan`` to the end, the budget, or ``max_failures``."""
-    return asyncio.run(Runner(plan, cache, budget, upstreams, progress=progress).run())
+    """Run ``plan`` to the end, the budget, ``max_failures`` or Ctrl-C (then what finished is
+    returned as a stopped run, so its table is still written)."""
+    runner = Runner(plan, cache, budget, upstreams, progress=progress)
+    try:
+        return asyncio.run(runner.run())
+    except KeyboardInterrupt:
+        runner.result.stop_reason = "interrupted (Ctrl-C)"
+        return runner.result
