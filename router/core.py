@@ -86,6 +86,9 @@ class Router:
         # Set by certification when no knob passes: route() then sends every prompt here.
         self.fallback_model_: str | None = None
         self.manifest_: dict[str, Any] | None = None
+        # A static fallback swaps the policy in self.config; a refit starts from the request.
+        self._requested_config: RouterConfig = self.config
+        self._fallback_config: RouterConfig | None = None
 
     # -- embedding -------------------------------------------------------------------------
     @property
@@ -138,8 +141,8 @@ class Router:
             raise DataError("`train` and `calibration` must have the same models in the same order")
         if len(train.prompts) < 2 or len(calibration.prompts) < 2:
             raise DataError("`fit` needs at least 2 train and 2 calibration prompts")
-        if self.__dict__.get("_fallback_config") is self.config:
-            self.config = self._requested_config  # a refit starts from what was asked for
+        if self._fallback_config is not None and self._fallback_config is self.config:
+            self.config = self._requested_config
         cfg = self.config
         self.certificate_, self.fallback_model_ = None, None  # a refit voids any certificate
         self.models_ = tuple(train.models)
