@@ -291,7 +291,7 @@ def test_the_gateways_decision_log_is_a_source(tmp_path: Path, fmt: str) -> None
 def test_failed_calls_are_reported_kept_out_of_the_table_and_retried(
     tmp_path: Path, capsys
 ) -> None:
-    """A 400 is not retried (the request is wrong); a python scorer labels the rest."""
+    """A 400 is not retried (the request is wrong), a 503 is; a python scorer labels the rest."""
     log = tmp_path / "calls.log"
     with logging_upstream("tiers", log) as up:
         cfg = write_inputs(
@@ -304,6 +304,7 @@ def test_failed_calls_are_reported_kept_out_of_the_table_and_retried(
             },
         )
         up.fault(model="mid", fail_next=2, status=400, body={"error": {"message": "bad request"}})
+        up.fault(model="big", fail_next=3, status=503)  # retried with backoff: no failure
         assert main(["label", str(cfg), "--no-progress", "--no-inspect"]) == 0
         err = capsys.readouterr().err
         assert "2 calls failed" in err
@@ -315,7 +316,9 @@ def test_failed_calls_are_reported_kept_out_of_the_table_and_retried(
             a["tier"] == "mid" and "http_400" in a["error"] for a in failed
         )
         assert len(pd.read_parquet(tmp_path / "out" / "table.parquet")) == 10
-        assert up.stats()["statuses"].get("mid:400") == 2  # not retried
+        statuses = up.stats()["statuses"]
+        assert statuses.get("mid:400") == 2  # not retried
+        assert statuses.get("big:503") == 3 and statuses.get("big:200") == 12
         mark = sum(logged_calls(log).values())
         assert main(["label", str(cfg), "--no-progress", "--no-inspect"]) == 0
         assert sum(logged_calls(log).values()) - mark == 2  # only the failed calls again
