@@ -26,6 +26,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "check": TRAIN_CORE,
     "bench": (*TRAIN_CORE, "optuna"),
     "serve": ("fastapi", "uvicorn"),
+    "label": ("pandas", "pyarrow", "tqdm", "httpx"),
 }
 EXTRA = {"serve": "serve"}  # the extra holding a command's needs; default `train`
 PARQUET = (".parquet", ".pq")
