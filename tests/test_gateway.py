@@ -91,6 +91,11 @@ def test_routes_pins_and_reports_the_decision(setup: dict[str, Any]) -> None:
     _, h = ask(client, EASY, model="tierwise:0.9")
     assert h["x-tierwise-knob"] == "0.9"
     assert [m.id for m in client.models.list()] == ["tierwise", "small", "mid", "big"]
+    raw = client.completions.with_raw_response.create(model="tierwise", prompt=HARD)
+    tier = raw.headers["x-tierwise-model"]
+    assert tier == h_hard["x-tierwise-model"] and raw.parse().choices[0].text.startswith(
+        f"[{tier}]"
+    )
     with pytest.raises(openai.NotFoundError, match=r"must be 'tierwise'.*got 'gpt-5'"):
         ask(client, EASY, model="gpt-5")
     with pytest.raises(openai.BadRequestError, match="knob in `model` must be a finite number"):

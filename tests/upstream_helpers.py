@@ -13,19 +13,20 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from runtime_helpers import Served, free_port
 
 FAKE = Path(__file__).resolve().with_name("fake_upstream.py")
 ROOT = FAKE.parents[1]
@@ -102,7 +103,7 @@ def start_fake_upstream(
             proc.stdout.close()
 
 
-class GatewayProcess:
+class GatewayProcess(Served):
     """`tierwise gateway` as a real process on a free port; ``with`` waits for /health."""
 
     def __init__(
@@ -113,9 +114,7 @@ class GatewayProcess:
         log: Path,
         env: dict[str, str] | None = None,
     ) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + "/v1"
         self.log = log
@@ -127,47 +126,14 @@ class GatewayProcess:
             env={**os.environ, **(env or {})},
         )  # fmt: skip
 
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited {self.proc.returncode}: {self.output()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"gateway not ready in {timeout}s: {self.output()}")
-
-    def output(self) -> str:
-        if not self._fh.closed:
-            self._fh.flush()
-        return self.log.read_text(errors="replace")[-6000:]
-
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
             return str(resp.read().decode())
 
     def stop(self) -> None:
-        """SIGTERM (uvicorn drains, the log and tracer flush), SIGKILL if that hangs."""
+        """SIGTERM, then up to a minute for the log and the traces to flush."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-        self._fh.close()
-
-    def __enter__(self) -> GatewayProcess:
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        super().stop()
