@@ -288,6 +288,37 @@ def test_the_gateways_decision_log_is_a_source(tmp_path: Path, fmt: str) -> None
         load_prompts(load_labelling(hashed))
 
 
+def test_a_postgresql_decision_log_is_a_source(tmp_path: Path) -> None:
+    import uuid
+
+    import psycopg2
+
+    from tierwise.router.gateway.decision_log import PostgresSink
+
+    url, table = "postgresql://postgres@127.0.0.1:5432/test", f"tw_label_{uuid.uuid4().hex[:10]}"
+    sink = PostgresSink(url, table)
+    try:
+        sink.write(
+            [
+                {"request_id": f"r{i}", "prompt": p, "time": float(i)}
+                for i, p in enumerate(["Hi there", None, "Name a color."])
+            ]
+        )
+        sink.close()
+        source = {"kind": "gateway_log", "path": url, "table": table}
+        score = {"method": "python", "python": {"function": "label_behaviours:last_number_matches"}}
+        path = _write_cfg(tmp_path, [], source=source, columns={}, score=score)
+        picked, _ = load_prompts(load_labelling(path))
+        assert [(e.id, e.prompt) for e in picked] == [("r0", "Hi there"), ("r2", "Name a color.")]
+        source["table"] = "no_such_table"
+        path = _write_cfg(tmp_path, [], source=source, columns={}, score=score)
+        with pytest.raises(DataError, match=r"table 'no_such_table': .*check the URL"):
+            load_prompts(load_labelling(path))
+    finally:
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def test_failed_calls_are_reported_kept_out_of_the_table_and_retried(
     tmp_path: Path, capsys
 ) -> None:

@@ -44,6 +44,7 @@ class PromptSourceConfig(StrictModel):
     split: str | None = None
     sep: str | None = None
     encoding: str = "utf-8"
+    table: str = "tierwise_decisions"  # a postgresql:// gateway log: the gateway's --log-table
 
     @model_validator(mode="after")
     def _one(self) -> PromptSourceConfig:

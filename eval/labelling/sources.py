@@ -90,7 +90,8 @@ def read_examples(cfg: LabellingConfig) -> PromptSet:
     if cfg.source.kind == "gateway_log":
         from tierwise.eval.labelling.gateway_log import read_gateway_log
 
-        rows, name = read_gateway_log(cfg.resolve(cfg.source.path or "")), cfg.source.path or ""
+        name = cfg.source.path or ""
+        rows = read_gateway_log(name, cfg.base_dir, cfg.source.table)
     else:
         rows, name = _read_table(cfg)
     c = cfg.columns
@@ -179,6 +180,10 @@ def load_prompts(cfg: LabellingConfig) -> tuple[list[Example], PromptSet]:
 
 def source_name(cfg: LabellingConfig) -> str:
     s = cfg.source
+    if s.path is not None and s.path.startswith(("postgresql://", "postgres://")):
+        from tierwise.eval.labelling.gateway_log import _redact
+
+        return _redact(s.path)
     return str(cfg.resolve(s.path)) if s.path is not None else f"hf:{s.hf}"
 
 
