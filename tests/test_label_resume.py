@@ -105,6 +105,7 @@ def test_sigkill_mid_run_then_resume_repeats_no_finished_call(upstream, tmp_path
     assert all(n == 2 for n in calls.values() if n > 1)
     assert len(repeated) <= 3 * 8  # 3 tiers × max_concurrency 8
     assert sum(calls.values()) == CALLS + len(repeated)
+    print(f"killed after {len(done_at_kill)} of {CALLS} calls; {len(repeated)} in flight re-sent")
 
 
 def test_budget_stops_cleanly_with_a_usable_partial_table(upstream, tmp_path: Path, capsys) -> None:
