@@ -12,11 +12,13 @@ import csv
 import json
 import os
 import secrets
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tierwise.router.errors import ConfigError, DataError
+from tierwise.router.tables import text_table
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -302,3 +304,9 @@ def parquet_rows(path: Path) -> int:
         return int(_pyarrow_parquet().ParquetFile(path).metadata.num_rows)
     except Exception:
         return 0
+
+
+def counts_table(counts: Counter[str], routed: int) -> str:
+    """How many rows went to each model (most first), as an indented table."""
+    rows = [[m, n, f"{n / max(routed, 1):.1%}"] for m, n in counts.most_common()]
+    return text_table(rows, ["model", "rows", "share"], indent="  ")

@@ -20,6 +20,7 @@ from tierwise.experiments.batch_io import (
     OUTPUT_COLUMNS,
     Row,
     Writer,
+    counts_table,
     file_format,
     parquet_rows,
     read_rows,
@@ -232,6 +233,6 @@ def run(args: argparse.Namespace) -> int:
         f"{s.rows} rows routed in {s.seconds:.1f}s ({rate:.0f}/s), {s.errors} errors -> "
         f"{args.output}"
     )
-    for model, count in s.counts.most_common():
-        print(f"  {model:<40} {count:>8}  ({count / max(s.rows - s.errors, 1):.1%})")
+    if s.counts:
+        print(counts_table(s.counts, s.rows - s.errors))
     return 1 if s.errors else 0

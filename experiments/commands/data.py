@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from tierwise.router.tables import num, pct, text_table
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -92,6 +94,26 @@ def summarize(config: str | Path) -> dict[str, Any]:
     }
 
 
+def _model_table(s: dict[str, Any]) -> str:
+    """Per model (cheapest first): label coverage, quality, cost, oracle share; then the oracle."""
+    rows: list[list[Any]] = [
+        [
+            m["model"],
+            pct(m["label_coverage"]),
+            m["missing_labels"],
+            num(m["mean_quality"]),
+            num(m["cost_per_1k"], ".4f"),
+            pct(m["oracle_share"]),
+            m["cost_source"],
+        ]
+        for m in sorted(s["models"], key=lambda m: m["cost_per_1k"])
+    ]
+    o = s["oracle"]
+    rows.append(["oracle", "", "", num(o["mean_quality"]), num(o["cost_per_1k"], ".4f"), "", ""])
+    head = ["model", "labels", "missing", "quality", "$/1k q", "oracle %", "cost source"]
+    return text_table(rows, head, align=["left", *["right"] * 5, "left"])
+
+
 def _format(s: dict[str, Any]) -> str:
     lines = [f"dataset {s['name']}  ({s['config']}, loaded in {s['load_seconds']:.2f} s)"]
     lines.append(f"source: {s['source']}")
@@ -110,24 +132,8 @@ def _format(s: dict[str, Any]) -> str:
     lines.append(
         f"price table: {s['price_table_version'] or 'none'}; fingerprint {s['fingerprint']}"
     )
-    width = max(len("model"), *(len(m["model"]) for m in s["models"]))
     lines.append("")
-    lines.append(
-        f"{'model':<{width}}  {'labels':>7}  {'missing':>7}  {'quality':>7}  {'$/1k q':>9}  "
-        f"{'oracle %':>8}  cost source"
-    )
-    for m in sorted(s["models"], key=lambda m: m["cost_per_1k"]):
-        lines.append(
-            f"{m['model']:<{width}}  {m['label_coverage']:>7.1%}  {m['missing_labels']:>7d}  "
-            f"{m['mean_quality']:>7.3f}  {m['cost_per_1k']:>9.4f}  {m['oracle_share']:>8.1%}  "
-            f"{m['cost_source']}"
-        )
-    o = s["oracle"]
-    blank = ""
-    lines.append(
-        f"{'oracle':<{width}}  {blank:>7}  {blank:>7}  {o['mean_quality']:>7.3f}  "
-        f"{o['cost_per_1k']:>9.4f}"
-    )
+    lines.append(_model_table(s))
     if s["notes"]:
         lines.append("")
         lines.append("notes:")

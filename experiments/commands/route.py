@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tierwise.router.errors import DataError
+from tierwise.router.tables import text_table
 
 HELP = """\
 Route prompts with a saved router artifact. Give prompts as arguments, or a file with
@@ -57,6 +58,19 @@ def _shown(prompt: Any) -> str:
     return (text[:50] + "…") if len(text) > 50 else text
 
 
+def decision_table(decisions: list[Any], prompts: list[Any]) -> str:
+    """One row per prompt: the chosen model, its P(success) and expected cost, or the error."""
+    rows = []
+    for d, p in zip(decisions, prompts, strict=True):
+        if d.model is None:
+            rows.append([d.index, "-", "", "", f"error: {d.error}"])
+        else:
+            ps, cs = d.p_success[d.model], d.expected_cost[d.model]
+            rows.append([d.index, d.model, f"{ps:.3f}", f"{cs:.6f}", repr(_shown(p))])
+    head = ["#", "model", "p(success)", "exp. cost $", "prompt / error"]
+    return text_table(rows, head, align=["right", "left", "right", "right", "left"])
+
+
 def run(args: argparse.Namespace) -> int:
     from tierwise.router.core import Router
 
@@ -71,12 +85,5 @@ def run(args: argparse.Namespace) -> int:
         for d in decisions:
             print(json.dumps(d.to_dict(), ensure_ascii=False))
     else:
-        print(f"{'#':>3}  {'model':<34} {'p(success)':>10} {'exp. cost $':>12}  prompt / error")
-        for d, p in zip(decisions, prompts, strict=True):
-            shown = _shown(p)
-            if d.model is None:
-                print(f"{d.index:>3}  {'-':<34} {'':>10} {'':>12}  error: {d.error}")
-            else:
-                ps, cs = d.p_success[d.model], d.expected_cost[d.model]
-                print(f"{d.index:>3}  {d.model:<34} {ps:>10.3f} {cs:>12.6f}  {shown!r}")
+        print(decision_table(decisions, prompts))
     return 0 if all(d.ok for d in decisions) else 1

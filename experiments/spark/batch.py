@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierwise.experiments.batch_io import FORMATS, OUTPUT_COLUMNS, file_format
+from tierwise.experiments.batch_io import FORMATS, OUTPUT_COLUMNS, counts_table, file_format
 from tierwise.experiments.spark.worker import ROW, ArtifactBytes, NumberRows, RouteTask
 from tierwise.router.errors import ConfigError, DataError
 
@@ -290,6 +290,6 @@ def run_batch(args: Any) -> int:
         f"{s.rows} rows routed on Spark ({spark.sparkContext.master}) in {s.seconds:.1f}s "
         f"({rate:.0f}/s), {s.errors} errors -> {args.output}"
     )
-    for model, count in s.counts.most_common():
-        print(f"  {model:<40} {count:>8}  ({count / max(s.rows - s.errors, 1):.1%})")
+    if s.counts:
+        print(counts_table(s.counts, s.rows - s.errors))
     return 1 if s.errors else 0

@@ -17,6 +17,7 @@ from tierwise.experiments.tracking.runs import CURVE_TAG
 from tierwise.experiments.tracking.store import find_experiment, tracking_errors
 from tierwise.experiments.tracking.sync import search_all
 from tierwise.router.errors import ConfigError
+from tierwise.router.tables import SEPARATOR, Align, text_table
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -132,8 +133,9 @@ def select(runs: list[PolicyRun], limit: int | None) -> list[PolicyRun]:
 
 
 def format_table(runs: list[PolicyRun], *, sort: str) -> str:
+    """The runs as one table (routers above a rule, trials below) and a note on the sort."""
     header = ["#", "run", "kind", "split", "policy", *(c[0] for c in COLUMNS), "run id"]
-    rows = []
+    rows: list[Any] = []
     for i, r in enumerate(runs, 1):
         cells = [str(i), r.name, r.kind, r.split, r.policy]
         for _, metric, fmt in COLUMNS:
@@ -141,21 +143,11 @@ def format_table(runs: list[PolicyRun], *, sort: str) -> str:
             cells.append("—" if v is None else fmt.format(v))
         cells.append(r.run_id[:12])
         rows.append(cells)
-    widths = [max(len(h), *(len(row[j]) for row in rows)) for j, h in enumerate(header)]
-    numeric = set(range(5, 5 + len(COLUMNS)))
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(widths[j]) if j in numeric or j == 0 else c.ljust(widths[j])
-            for j, c in enumerate(cells)
-        ).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
     n_routers = sum(r.kind != "trial" for r in runs)
-    for i, row in enumerate(rows):
-        if i == n_routers and 0 < n_routers < len(rows):
-            out.append(line(["-" * w for w in widths]))
-        out.append(line(row))
+    if 0 < n_routers < len(rows):
+        rows.insert(n_routers, SEPARATOR)  # trained and chosen routers above, trials below
+    align: list[Align] = ["left"] * 5 + ["right"] * len(COLUMNS) + ["left"]
+    out = [text_table(rows, header, align=align)]
     note = f"sorted by {sort} (trained and chosen routers first, then tuning trials)"
     if len({r.split for r in runs}) > 1:
         note += "; splits differ: trials are scored out of sample on the tuning prompts, trained "

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tierwise.router.tables import num, text_table, usd
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
@@ -25,14 +27,6 @@ if TYPE_CHECKING:
     from tierwise.eval.reporting import Row
     from tierwise.experiments.training import TrainResult
     from tierwise.router.config import RouterConfig
-
-
-def _usd(x: float | None) -> str:
-    if x is None:
-        return "never"
-    if not np.isfinite(x):
-        return "n/a"
-    return f"${x:.3f}" if x >= 1 else f"${x:.4f}"
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -127,37 +121,32 @@ class TuneReport:
         return self.chosen + ([self.default] if self.default is not None else [])
 
     def table(self) -> str:
-        def f(x: float | None, fmt: str = ".3f") -> str:
-            return "n/a" if x is None or not np.isfinite(x) else format(x, fmt)
-
+        """Each chosen router (and the default) on the tuning prompts and once on test."""
         targets = list(self.chosen[0].test.cost_at) if self.chosen else []
         head = ["router", "tune q", "tune $/1k", "tune %ref$", "tune AIQ", "tune gap"]
         head += ["test q", "test $/1k", "%ref$", "%refQ", "AIQ", "gap"]
         head += [f"$/1k@{t}" for t in targets]
-        lines = [head]
+        rows = []
         for c in self.rows():
             cal, t = c.calibration, c.test
-            lines.append(
+            rows.append(
                 [
                     c.label,
-                    f(cal.get("quality")),
-                    _usd(cal.get("cost_per_1k")),
-                    f(cal.get("pct_ref_cost"), ".1f") + "%",
-                    f(cal.get("aiq")),
-                    f(cal.get("gap_closed"), ".2f"),
-                    f(t.quality),
-                    _usd(t.cost_per_1k),
-                    f(t.pct_ref_cost, ".1f") + "%",
-                    f(t.pct_ref_quality, ".1f") + "%",
-                    f(t.aiq),
-                    f(t.gap_closed, ".2f"),
-                    *(_usd(v) for v in t.cost_at.values()),
+                    num(cal.get("quality")),
+                    usd(cal.get("cost_per_1k")),
+                    num(cal.get("pct_ref_cost"), ".1f") + "%",
+                    num(cal.get("aiq")),
+                    num(cal.get("gap_closed"), ".2f"),
+                    num(t.quality),
+                    usd(t.cost_per_1k),
+                    num(t.pct_ref_cost, ".1f") + "%",
+                    num(t.pct_ref_quality, ".1f") + "%",
+                    num(t.aiq),
+                    num(t.gap_closed, ".2f"),
+                    *(usd(v) for v in t.cost_at.values()),
                 ]
             )
-        widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-        out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in lines]
-        out.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(out)
+        return text_table(rows, head)
 
     def summary(self) -> str:
         c = self.counts
