@@ -24,7 +24,7 @@ from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
 from tierwise.router.normalize import Normalizer
 from tierwise.router.policies import Policy, get_policy, reference_cost
-from tierwise.router.policy_static import StaticMixturePolicy, hull_models
+from tierwise.router.policy_static import StaticMixturePolicy, models_by_cost
 from tierwise.router.predictors import QualityPredictor, get_predictor
 from tierwise.router.predictors.base import FloatArray
 from tierwise.router.pricing import PriceTable
@@ -228,7 +228,7 @@ class Router:
             return
         self.static_fallback_ = True
         self.policy_ = StaticMixturePolicy(
-            hull_models(labelled.quality, labelled.cost),
+            models_by_cost(labelled.quality, labelled.cost),
             replaced=cfg.policy.name,
             evidence=self.static_comparison_,
         )

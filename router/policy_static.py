@@ -1,12 +1,14 @@
 """The static mixture: the zero router's policy, shipped when the learned router cannot beat it.
 
-No prompt feature is used. The policy knows the single models on the cost–quality hull of the
-labelled data (cheapest first); its knob walks along that hull: an integer knob sends every
-prompt to one hull model, a fractional knob ``a + f`` sends a share ``f`` of prompts to hull
-model ``a + 1`` and the rest to model ``a``. Which prompts form that share is decided per prompt
+No prompt feature is used. The policy lists the single models cheapest first (mean cost on the
+labelled data); its knob walks along that list: an integer knob sends every prompt to one
+model, a fractional knob ``a + f`` sends a share ``f`` of prompts to model ``a + 1`` and the
+rest to model ``a``. Its swept curve is therefore every single model, whose hull on any sample
+is that sample's zero router (the knob chosen on calibration is the cheapest model that meets
+the bar there). Which prompts form that share is decided per prompt
 from a hash of its own inputs (a prompt's decision never depends on the rest of the batch, and
 identical prompts get identical decisions), so over many prompts the realized point is the
-mixture on the hull: exactly what "the zero router" in every report stands for.
+mixture of the two models: on the hull, what "the zero router" in every report stands for.
 """
 
 from __future__ import annotations
@@ -20,24 +22,11 @@ from tierwise.router.errors import ConfigError
 from tierwise.router.policies import _POLICIES, FloatArray, IntArray, Policy, _check, _check_knob
 
 
-def hull_models(quality: Any, cost: Any) -> list[int]:
-    """Indices of the single models on the upper cost–quality hull, cheapest first."""
+def models_by_cost(quality: Any, cost: Any) -> list[int]:
+    """Every model's column index, cheapest first by mean cost (ties: better quality first)."""
     q = np.nan_to_num(np.asarray(quality, dtype=np.float64), nan=0.0).mean(axis=0)
     c = np.asarray(cost, dtype=np.float64).mean(axis=0)
-    order = np.lexsort((-q, c))
-    hull: list[int] = []
-    for j in order:
-        if hull and q[j] <= q[hull[-1]]:
-            continue  # costs at least as much for no more quality
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            # b under the chord a→j: a mixture of a and j beats it at its own cost.
-            if (q[b] - q[a]) * (c[j] - c[a]) <= (q[j] - q[a]) * (c[b] - c[a]):
-                hull.pop()
-            else:
-                break
-        hull.append(int(j))
-    return hull
+    return [int(j) for j in np.lexsort((-q, c))]
 
 
 def _uniform(p: FloatArray, c: FloatArray) -> FloatArray:
@@ -50,7 +39,7 @@ def _uniform(p: FloatArray, c: FloatArray) -> FloatArray:
 
 
 class StaticMixturePolicy(Policy):
-    """Route along the single-model hull; ``models``: hull column indices, cheapest first.
+    """Route every prompt by the knob alone; ``models``: column indices, cheapest first.
 
     ``replaced`` and ``evidence`` record why it was shipped (the learned policy it replaced and
     the fit-time comparison); they do not change decisions.
@@ -96,8 +85,8 @@ class StaticMixturePolicy(Policy):
         return out
 
     def knob_grid(self, p_success: Any, expected_cost: Any, n: int = 50) -> FloatArray:
-        """The hull's vertices only (integer knobs): a swept curve of many mixtures would, on
-        a small sample, collect the lucky ones and look better than the mixture it is. One hull
+        """Integer knobs only (each single model): a swept curve of many hashed mixtures would,
+        on a small sample, collect the lucky ones and look better than the mixture it is. One
         model still gives two (equal) knobs: a swept curve, which reports score as a curve."""
         _check(p_success, expected_cost)
         top = len(self.models) - 1

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from bench_helpers import synthetic_traffic, write_routing_log
 
-from tierwise.eval.baselines import zero_router
 from tierwise.router.config import RouterConfig
 from tierwise.router.core import Router, realized_curve, select_knob
 from tierwise.router.crossfit import group_folds
 from tierwise.router.errors import ConfigError, DataError
-from tierwise.router.policy_static import StaticMixturePolicy, hull_models
+from tierwise.router.policy_static import StaticMixturePolicy, models_by_cost
 from tierwise.router.selection import compare_with_static, hull_aiq, knob_with_margin
 
 
@@ -20,12 +19,18 @@ def _router(**cfg: object) -> Router:
     return Router(RouterConfig.model_validate(base | cfg))
 
 
-def test_hull_models_are_the_zero_routers_vertices():
+def test_the_static_sweep_scores_as_the_zero_router():
+    from tierwise.eval.reporting import compare
+
     rng = np.random.default_rng(3)
-    for _ in range(20):
-        q = (rng.random((50, 5)) < rng.random(5)).astype(float)
-        c = rng.uniform(0.5, 1.5, (50, 5)) * rng.uniform(0.001, 1, 5)
-        assert hull_models(q, c) == list(zero_router(q, c)[2])
+    for _ in range(10):
+        q = (rng.random((60, 5)) < rng.random(5)).astype(float)
+        c = rng.uniform(0.5, 1.5, (60, 5)) * rng.uniform(0.001, 1, 5)
+        pol = StaticMixturePolicy(models_by_cost(q[:30], c[:30]))  # fitted on other prompts
+        P = np.full((30, 5), 0.5)
+        ch = np.stack([pol.choose(P, c[30:], k) for k in pol.knob_grid(P, c[30:])])
+        report = compare(q[30:], c[30:], [f"m{j}" for j in range(5)], {"static": ch})
+        assert report.row("static").aiq == pytest.approx(report.row("zero router").aiq)
 
 
 def test_static_policy_mixes_per_prompt_and_batch_independently():
@@ -58,13 +63,9 @@ def test_a_misleading_router_ships_the_static_mixture_and_says_so(tmp_path):
     assert router.static_comparison_["p_router_better"] < 0.8
     assert router.policy_.name == "static" and router.config.policy.name == "static"
     assert router.policy_.params["replaced"] == "utility"
-    # Every decision goes to a hull model; the saved artifact says static and routes the same.
-    hull = set(
-        hull_models(np.vstack([train.quality, cal.quality]), np.vstack([train.cost, cal.cost]))
-    )
+    # One model for every prompt at the chosen knob; the artifact says static and routes alike.
     prompts = list(cal.prompts[:50])
-    picks = [router.models_.index(d.model) for d in router.route(prompts)]
-    assert set(picks) <= hull
+    assert len({d.model for d in router.route(prompts)}) == 1
     loaded = Router.load(router.save(str(tmp_path / "r.tierwise")))
     assert loaded.config.policy.name == "static"
     assert [d.model for d in loaded.route(prompts)] == [d.model for d in router.route(prompts)]
