@@ -132,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
         if key not in embeddings:
             embeddings[key] = Embeddings.for_config(data.config)
         results += run_dataset(data, embeddings[key], grid, progress=progress, log=log)
+        if args.json:  # after every dataset: an interrupted run keeps what it measured
+            write_json(args.json, results, notes, time.perf_counter() - t0)
     wall = time.perf_counter() - t0
-    if args.json:
-        write_json(args.json, results, notes, wall)
     merged = list(results)
     for path in args.merge:
         more, more_notes, more_wall = read_json(path)
