@@ -364,3 +364,12 @@ def test_the_shipped_label_configs_validate(name: str) -> None:
     assert cfg.upstreams_config().for_tier("big").has_prices
     judge = cfg.judge_upstreams()
     assert judge is None or judge.for_tier("judge").has_prices
+
+
+def test_label_without_httpx_names_the_extra_before_any_work(monkeypatch, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "httpx", None)  # what an install without it looks like
+    assert main(["label", "x.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "`tierwise label` needs httpx" in err and "pip install 'tierwise[train]'" in err
