@@ -16,7 +16,6 @@ MiniLM under ``$TIERWISE_CACHE_DIR/static`` or ``.tierwise-cache/static``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,18 +24,17 @@ from typing import Any
 import numpy as np
 
 from tierwise.router.embed.base import Embedder, register_embedder
+from tierwise.router.embed.static_format import (
+    CONFIG_FILE,
+    FORMAT,
+    TOKENIZER_FILE,
+    VECTORS_FILE,
+    sha256_bytes,
+)
 from tierwise.router.errors import ArtifactError, ConfigError
 
-FORMAT = "tierwise-static-embedder"
-VECTORS_FILE = "vectors.npy"
-TOKENIZER_FILE = "tokenizer.json"
-CONFIG_FILE = "static.json"
 MAX_TOKENS = 512  # tokens averaged per prompt: the tail of a very long prompt adds little
 DEFAULT_SOURCES = {"minilm": "minilm"}
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class StaticEmbedder(Embedder):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tierwise.router.embed.static import (
+from tierwise.router.embed.static_format import (
     CONFIG_FILE,
     FORMAT,
     TOKENIZER_FILE,
@@ -52,7 +52,8 @@ def pca(vectors: np.ndarray, dim: int) -> np.ndarray:
 
 def distill(source: str, out_dir: str | os.PathLike[str], *, dim: int = DEFAULT_DIM) -> Path:
     """Distil ``source`` (an embedder spec such as ``"minilm"``) into the folder ``out_dir``."""
-    from tierwise.router.embed import SentenceTransformerEmbedder, get_embedder
+    from tierwise.router.embed.base import get_embedder
+    from tierwise.router.embed.sentence import SentenceTransformerEmbedder
 
     emb = get_embedder(source)
     if not isinstance(emb, SentenceTransformerEmbedder):
