@@ -14,11 +14,14 @@ wants on its hot path. ``Router.load`` also picks up the bundled embedder (via
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import numpy.typing as npt
 
 from tierwise.router.artifact._embedded import MODEL_ARRAY as MODEL_ARRAY
@@ -32,6 +35,7 @@ from tierwise.router.normalize import Normalizer
 from tierwise.router.schema import bounded_repr
 
 if TYPE_CHECKING:
+    from tierwise.router.artifact._store import LoadedArtifact
     from tierwise.router.embed import Embedder
 
 SAFE_EMBEDDERS = ("hashing",)  # read no files and import nothing heavy: always allowed
@@ -94,8 +98,26 @@ def check_embedder_allowed(spec: str, allowed: Sequence[str], where: str) -> Non
     )
 
 
+def bundled_digest(art: LoadedArtifact) -> str | None:
+    """sha256 of an artifact's bundled embedder (model, tokenizer, config); None if none.
+
+    Two artifacts with the same digest carry the same embedder byte for byte, so a hot swap
+    between them (a retrained router, same embedder) may keep the ONNX session already built.
+    """
+    if PAYLOAD_KEY not in art.payload:
+        return None
+    h = hashlib.sha256(json.dumps(art.payload[PAYLOAD_KEY], sort_keys=True).encode())
+    for name in (MODEL_ARRAY, TOKENIZER_ARRAY):
+        arr = art.arrays.get(name)
+        if arr is None:
+            return None
+        h.update(name.encode() + b"\0")
+        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()
+
+
 def load_runtime(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | LoadedArtifact,
     *,
     num_threads: int | None = None,
     embedder: Embedder | None = None,
@@ -107,17 +129,19 @@ def load_runtime(
 
     With a bundled ONNX embedder (``tierwise export``) that embedder is used; otherwise the one
     named in the artifact (fine for torch-free ones such as ``hashing:64``), unless ``embedder``
-    is given. ``require_embedded=True`` refuses artifacts without a bundled embedder, so a
-    torch-free deployment fails at start rather than on the first request.
+    is given. ``path`` may be an already loaded artifact. ``require_embedded=True`` refuses
+    artifacts without a bundled embedder, so a torch-free deployment fails at start rather than
+    on the first request.
 
     ``allow_embedders``: when not None, an artifact without a bundled embedder may name only
     ``hashing:<dim>`` or one of these exact specs (e.g. ``"minilm"``); servers pass it, so a
     manifest cannot make them import torch or read an arbitrary directory. None (library
     use) builds whatever the artifact names.
     """
-    from tierwise.router.artifact._store import load_artifact
+    from tierwise.router.artifact._store import LoadedArtifact, load_artifact
 
-    art = load_artifact(Path(path))
+    art = path if isinstance(path, LoadedArtifact) else load_artifact(Path(path))
+    path = art.path
     if embedder is None:
         embedder = embedded_embedder(art, num_threads=num_threads)
     if embedder is None and require_embedded:

@@ -154,3 +154,33 @@ def test_export_refuses_a_different_model_than_the_one_trained(
         export_artifact(tmp_path / "other.tierwise", tmp_path / "out.tierwise")
     with pytest.raises(ConfigError, match="already exists"):
         export_artifact(exported.trained, exported.runtime)
+
+
+def test_hot_swap_keeps_the_onnx_session_when_the_bundled_embedder_is_the_same(
+    exported: Exported, tmp_path: Path
+) -> None:
+    from tierwise.router.serve.state import RouterHolder
+
+    art = load_artifact(exported.runtime)
+    served = tmp_path / "served.tierwise"
+
+    def write(knob: float, source: str) -> None:  # a retrained router: same embedder bytes
+        payload = json.loads(json.dumps(art.payload))
+        payload["policy"]["knob"] = knob
+        payload[PAYLOAD_KEY]["source_artifact_checksum"] = source
+        save_artifact(served, payload, art.arrays)
+
+    write(0.0, art.payload[PAYLOAD_KEY]["source_artifact_checksum"])
+    holder = RouterHolder(served, allow_embedders=())
+    first = holder.current
+    write(1.0, art.payload[PAYLOAD_KEY]["source_artifact_checksum"])
+    second = holder.reload()
+    assert second.router.knob_ == 1.0 and second.checksum != first.checksum
+    assert second.router.embedder is first.router.embedder  # no second ONNX session
+    assert second.embedder_digest == first.embedder_digest is not None
+    write(1.0, "another source")  # the bundled embedder's description differs: a new session
+    third = holder.reload()
+    assert third.router.embedder is not second.router.embedder
+    assert [d.model for d in third.router.route(PROMPTS[:20])] == [
+        d.model for d in second.router.route(PROMPTS[:20])
+    ]

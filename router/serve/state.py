@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierwise.router.artifact import ARRAYS_NAME, MANIFEST_NAME
+from tierwise.router.artifact import ARRAYS_NAME, MANIFEST_NAME, load_artifact
 from tierwise.router.errors import ArtifactError, TierwiseError
-from tierwise.router.runtime import RuntimeRouter, load_runtime
+from tierwise.router.runtime import RuntimeRouter, bundled_digest, load_runtime
 
 log = logging.getLogger("tierwise.serve")
 Signature = tuple[tuple[str, int, int], ...]
@@ -61,6 +61,7 @@ class Loaded:
     loaded_at: float  # UNIX time
     load_seconds: float
     signature: Signature
+    embedder_digest: str | None = None  # runtime.bundled_digest: same digest, same session
 
     def info(self) -> dict[str, Any]:
         emb = self.router.embedder
@@ -119,14 +120,22 @@ class RouterHolder:
             )
         signature = file_signature(self.path)
         t0 = time.perf_counter()
+        art = load_artifact(self.path)
+        digest = bundled_digest(art)
+        old: Loaded | None = getattr(self, "_current", None)
+        # The same bundled embedder byte for byte (a retrained router): keep its ONNX session,
+        # seconds of CPU a reload would otherwise take from the requests being served.
+        same = digest is not None and old is not None and old.embedder_digest == digest
         router = load_runtime(
-            self.path,
+            art,
             num_threads=self._num_threads,
+            embedder=old.router.embedder if same and old is not None else None,
             require_embedded=self._require_embedded,
             allow_embedders=self._allow_embedders,
         )
         checksum = str((router.manifest_ or {}).get("checksum", ""))
-        return Loaded(router, self.path, checksum, time.time(), time.perf_counter() - t0, signature)
+        seconds = time.perf_counter() - t0
+        return Loaded(router, self.path, checksum, time.time(), seconds, signature, digest)
 
     def reload(self) -> Loaded:
         """Load the artifact again and swap it in; on failure raise and keep the old one."""
