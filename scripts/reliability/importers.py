@@ -1,5 +1,7 @@
 """Importer probes: hostile and odd traffic logs, each imported as `tierwise data inspect` does.
 
+Run through the runner: ``python scripts/bench_reliability.py --only importers --no-load``.
+
 Every probe writes its files into its own folder, builds a data config and imports it:
 
 - a file that must be refused is *handled* when the import raises one line of ConfigError /
@@ -248,15 +250,3 @@ def run(workdir: Path) -> list[dict[str, Any]]:
         out.append(_one(name, folder, data, expect))
     return out
 
-
-if __name__ == "__main__":
-    import sys
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = run(Path(tmp))
-    for r in rows:
-        print(f"{r['outcome']:<15} {r['name']:<42} {r['detail'][:110]}")
-    bad = [r for r in rows if r["outcome"] != "handled"]
-    print(f"{len(rows)} probes, {len(bad)} not handled")
-    sys.exit(1 if bad else 0)
