@@ -120,6 +120,10 @@ def judge(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) ->
     flips about 4% of verdicts and writes no rating for about 2%."""
     _log(model, messages)
     text = str(messages[-1]["content"])
+    if "[The Start of Answer A]" in text:  # pairwise: as good as the reference is a tie
+        a = re.findall(r"-?\d+", _between(text, "[The Start of Answer A]", "[The End of Answer A]"))
+        b = _between(text, "[The Start of Answer B]", "[The End of Answer B]")
+        return "Both give the same result. [[C]]" if a and a[-1] == b else "B is right. [[B]]"
     answer = _between(text, "[The Start of Assistant's Answer]", "[The End of Assistant's Answer]")
     ref = _between(text, "[The Start of Reference Answer]", "[The End of Reference Answer]")
     if not ref:  # no reference given: the judge works the question out itself

@@ -373,3 +373,32 @@ def test_label_without_httpx_names_the_extra_before_any_work(monkeypatch, capsys
     assert main(["label", "x.yaml"]) == 2
     err = capsys.readouterr().err
     assert "`tierwise label` needs httpx" in err and "pip install 'tierwise[train]'" in err
+
+
+def test_a_pairwise_judge_against_the_reference_labels_a_small_run(tmp_path: Path) -> None:
+    """End to end with a pairwise judge: a tie with the reference is a success (tie: 1)."""
+    with (
+        logging_upstream("tiers", tmp_path / "t.log") as tiers,
+        logging_upstream("judge", tmp_path / "j.log") as judge,
+    ):
+        cfg = write_inputs(
+            tmp_path,
+            tiers.base_url,
+            judge.base_url,
+            sample={"n": 12, "seed": 4},
+            score={
+                "method": "judge",
+                "reference": {"match": "numeric"},
+                "judge": {"tier": "judge", "upstreams": "judge_upstreams.yaml", "mode": "pairwise"},
+            },
+        )
+        assert main(["label", str(cfg), "--no-progress", "--no-inspect"]) == 0
+    answers = [
+        json.loads(x) for x in (tmp_path / "out" / "answers.jsonl").read_text().split("\n") if x
+    ]
+    assert len(answers) == 36
+    for a in answers:
+        assert a["judge_raw"].endswith(("[[C]]", "[[B]]"))
+        assert a["score"] == a["reference_score"]  # this judge agrees with numeric match
+    table = pd.read_parquet(tmp_path / "out" / "table.parquet")
+    assert set(table[["small", "mid", "big"]].to_numpy().ravel()) <= {0.0, 1.0}
