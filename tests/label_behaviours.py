@@ -183,7 +183,7 @@ def write_inputs(folder: Path, tier_url: str, judge_url: str | None = None, **co
         "output": {
             "dir": "out",
             "experiment": {
-                "router": {"embedder": {"name": "hashing:64"}},
+                "router": {"embedder": {"name": "hashing:64"}, "predictor": {"name": "knn"}},
                 "tracking": {"enabled": False},
             },
         },
