@@ -148,5 +148,12 @@ def test_label_reference_judge_and_train(upstreams, tmp_path: Path, capsys) -> N
     from tierwise.router.core import Router
 
     router = Router.load(str(tmp_path / "run" / "router.tierwise"))
-    decision = router.route(["What is 12 plus 30? Reply with the number."])[0]
-    assert decision.model in TIERS
+    add, chain = router.route(
+        [
+            "What is 12 plus 30? Reply with the number.",
+            "Multiply 13 by 17, then subtract 9. What number do you get?",
+        ]
+    )
+    assert add.model in TIERS and chain.model in TIERS
+    # the labels taught it that `small` handles additions better than multi-step questions
+    assert add.p_success["small"] > chain.p_success["small"] + 0.1
