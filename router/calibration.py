@@ -101,7 +101,21 @@ def _platt(p: FloatArray, y: FloatArray, w: FloatArray) -> tuple[float, float]:
 
 
 class Calibrator(StateExport):
-    """Per-tier calibration map ``P -> calibrated P``."""
+    """Per-tier calibration map ``P -> calibrated P``.
+
+    Fitted on calibration predictions ``P`` and labels ``Y`` (``(n, m)``, NaN = unknown label);
+    ``method``: one of ``METHODS`` (see the module docstring), per tier; a tier with fewer
+    than ``min_samples`` known labels keeps the identity.
+
+    >>> import numpy as np
+    >>> from tierwise.router.calibration import Calibrator
+    >>> rng = np.random.default_rng(0)
+    >>> P = rng.uniform(size=(500, 1))  # a predictor that is right half as often as it says
+    >>> Y = (rng.uniform(size=(500, 1)) < P / 2).astype(float)
+    >>> calibrator = Calibrator("isotonic").fit(P, Y)
+    >>> 0.3 < float(calibrator.transform([[0.8]])[0, 0]) < 0.5
+    True
+    """
 
     def __init__(self, method: str = "platt", min_samples: int = 10) -> None:
         self.method = method

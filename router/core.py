@@ -8,9 +8,10 @@ round-trip through the safe artifact format.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -23,13 +24,16 @@ from tierwise.router.embed import Embedder, get_embedder
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.expected_cost import ExpectedCostModel, prompt_chars
 from tierwise.router.normalize import Normalizer
-from tierwise.router.policies import Policy, get_policy, reference_cost
+from tierwise.router.policies import Policy, get_policy
 from tierwise.router.policy_static import StaticMixturePolicy, models_by_cost
 from tierwise.router.predictors import QualityPredictor, get_predictor
 from tierwise.router.predictors.base import FloatArray
 from tierwise.router.pricing import PriceTable
 from tierwise.router.prompts import validate_batch
 from tierwise.router.selection import compare_with_static, knob_with_margin
+
+if TYPE_CHECKING:
+    from tierwise.router.artifact import LoadedArtifact
 
 IntArray = npt.NDArray[np.int64]
 
@@ -76,7 +80,30 @@ def select_knob(knobs: FloatArray, curve: FloatArray, target_quality: float) -> 
 
 
 class Router:
-    """Embed → predict P(success) per tier → calibrate → expected cost → policy."""
+    """Embed → predict P(success) per tier → calibrate → expected cost → policy.
+
+    Fitted on labelled traffic (any object with ``prompts``, ``models``, ``quality``, ``cost``,
+    ``input_tokens`` and ``output_tokens``, such as a RoutingDataset): the predictor learns on
+    ``train``, calibration and the policy knob on ``calibration``.
+
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> from tierwise.router.config import RouterConfig
+    >>> from tierwise.router.core import Router
+    >>> def traffic(ids):  # math needs the big model, poems do not; the big one costs 20x
+    ...     kinds = ("solve x + {} = 7", "a poem about {} cats")
+    ...     prompts = [t.format(i) for i in ids for t in kinds]
+    ...     math = np.array(["solve" in p for p in prompts])
+    ...     return SimpleNamespace(prompts=tuple(prompts), models=("small", "big"),
+    ...                            quality=np.stack([~math, np.ones(len(math))], axis=1) * 1.0,
+    ...                            cost=np.tile([0.001, 0.02], (len(prompts), 1)),
+    ...                            input_tokens=None, output_tokens=None)
+    >>> config = RouterConfig.model_validate(
+    ...     {"embedder": {"name": "hashing:64"}, "predictor": {"name": "knn", "params": {"k": 5}}})
+    >>> router = Router(config).fit(traffic(range(40)), traffic(range(40, 80)))
+    >>> [d.model for d in router.route(["solve x + 3 = 9", "a poem about dogs"])]
+    ['big', 'small']
+    """
 
     def __init__(self, config: RouterConfig | None = None, *, embedder: Embedder | None = None):
         self.config = config or RouterConfig()
@@ -247,10 +274,9 @@ class Router:
         return pred
 
     def _make_policy(self, train_expected_cost: FloatArray) -> Policy:
-        params = dict(self.config.policy.params)
-        if self.config.policy.name == "utility" and "cost_scale" not in params:
-            params["cost_scale"] = reference_cost(train_expected_cost)
-        return get_policy(self.config.policy.name, **params)
+        # data-dependent settings (utility's cost unit) are the policy's own fit step
+        policy = get_policy(self.config.policy.name, **self.config.policy.params)
+        return policy.fit(train_expected_cost)
 
     def _set_knob(
         self, cal: TrafficData, P_cal: FloatArray, C_cal: FloatArray, n_new: int | None = None
@@ -346,12 +372,22 @@ class Router:
         metrics: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> str:
-        from tierwise.router.artifact import save_router
+        from tierwise.router.artifact._persist import save_router
 
         return str(save_router(self, path, metrics=metrics, extra=extra))
 
     @classmethod
-    def load(cls, path: str, *, embedder: Embedder | None = None) -> Router:
-        from tierwise.router.artifact import load_router
+    def load(
+        cls,
+        path: str | os.PathLike[str] | LoadedArtifact,
+        *,
+        embedder: Embedder | None = None,
+    ) -> Self:
+        """Load a router artifact (``path`` may also be an already loaded artifact).
 
-        return load_router(path, embedder=embedder)
+        An artifact from ``tierwise export`` brings its own ONNX embedder, used unless
+        ``embedder`` is passed; otherwise the embedder it names is built on first use.
+        """
+        from tierwise.router.artifact._persist import restore_router
+
+        return restore_router(cls, path, embedder=embedder)

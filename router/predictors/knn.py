@@ -56,6 +56,15 @@ class KNNPredictor(QualityPredictor):
     temperature: softmax temperature on cosine similarity.
     prior_weight: pseudo-count of the per-model training mean mixed into each estimate.
     store_dtype: "float16" halves the state; "float32" keeps full precision.
+
+    >>> import numpy as np
+    >>> from tierwise.router.predictors import get_predictor
+    >>> X = np.random.default_rng(0).normal(size=(200, 8))  # prompt embeddings
+    >>> Y = np.stack([X[:, 0] > 0, np.ones(200)], axis=1).astype(float)  # small tier: if x0 > 0
+    >>> predictor = get_predictor("knn", k=10).fit(X, Y)
+    >>> new = np.zeros((2, 8)); new[:, 0] = [2.0, -2.0]
+    >>> (predictor.predict_proba(new)[:, 0] > 0.5).tolist()  # P(small tier succeeds) > 1/2?
+    [True, False]
     """
 
     def __init__(

@@ -40,6 +40,15 @@ class LogRegPredictor(QualityPredictor):
     C: inverse L2 strength (scikit-learn's convention; smaller = stronger regularisation).
     max_iter: L-BFGS iterations.
     tol: L-BFGS tolerance.
+
+    >>> import numpy as np
+    >>> from tierwise.router.predictors import get_predictor
+    >>> X = np.random.default_rng(0).normal(size=(200, 8))  # prompt embeddings
+    >>> Y = np.stack([X[:, 0] > 0, np.ones(200)], axis=1).astype(float)  # small tier: if x0 > 0
+    >>> predictor = get_predictor("logreg").fit(X, Y)
+    >>> new = np.zeros((2, 8)); new[:, 0] = [2.0, -2.0]
+    >>> (predictor.predict_proba(new)[:, 0] > 0.5).tolist()  # P(small tier succeeds) > 1/2?
+    [True, False]
     """
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-4) -> None:

@@ -63,6 +63,15 @@ class MLPPredictor(QualityPredictor):
     early_stopping: hold out ``validation_fraction`` of the rows and keep the best epoch.
     n_iter_no_change: epochs without validation improvement before stopping.
     random_state: seed for initialisation, shuffling and the validation split.
+
+    >>> import numpy as np
+    >>> from tierwise.router.predictors import get_predictor
+    >>> X = np.random.default_rng(0).normal(size=(200, 8))  # prompt embeddings
+    >>> Y = np.stack([X[:, 0] > 0, np.ones(200)], axis=1).astype(float)  # small tier: if x0 > 0
+    >>> predictor = get_predictor("mlp").fit(X, Y)
+    >>> new = np.zeros((2, 8)); new[:, 0] = [2.0, -2.0]
+    >>> (predictor.predict_proba(new)[:, 0] > 0.5).tolist()  # P(small tier succeeds) > 1/2?
+    [True, False]
     """
 
     def __init__(

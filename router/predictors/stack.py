@@ -132,6 +132,15 @@ class StackPredictor(QualityPredictor):
         distinct training prompts).
     C: inverse L2 strength of the blend (per tier: one weight per member plus an intercept).
     random_state: seed for the fold assignment, passed to members that take one.
+
+    >>> import numpy as np
+    >>> from tierwise.router.predictors import get_predictor
+    >>> X = np.random.default_rng(0).normal(size=(200, 8))  # prompt embeddings
+    >>> Y = np.stack([X[:, 0] > 0, np.ones(200)], axis=1).astype(float)  # small tier: if x0 > 0
+    >>> predictor = get_predictor("stack").fit(X, Y)
+    >>> new = np.zeros((2, 8)); new[:, 0] = [2.0, -2.0]
+    >>> (predictor.predict_proba(new)[:, 0] > 0.5).tolist()  # P(small tier succeeds) > 1/2?
+    [True, False]
     """
 
     def __init__(
