@@ -30,7 +30,7 @@ from tierwise.router.errors import ConfigError, DataError
 
 
 def ref(kind: str, **kw: Any) -> ReferenceMatchConfig:
-    return ReferenceMatchConfig(match=kind, **kw)  # type: ignore[arg-type]
+    return ReferenceMatchConfig(match=kind, **kw)
 
 
 @pytest.mark.parametrize(
