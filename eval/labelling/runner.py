@@ -4,9 +4,10 @@ Workers take the plan's calls in prompt-major order (every tier of a prompt befo
 prompt, so a stopped run leaves whole rows), at most ``max_in_flight`` at once; the shared
 upstream client bounds each upstream's own concurrency and retries 429/5xx/timeouts with
 backoff. Each answer is stored in the call cache the moment it arrives, then scored (a judge
-call goes through the same cache and budget). A call refused by the budget stops the run
-cleanly: calls in flight finish and are kept. A call that fails for good is recorded and the
-run goes on, until ``max_failures`` calls have failed.
+call goes through the same cache and budget). A call that does not fit in the budget waits
+for the calls in flight to settle; if it still does not fit, the run stops cleanly (calls in
+flight finish and are kept). Ctrl-C stops it the same way. A call that fails for good is
+recorded and the run goes on, until ``max_failures`` calls have failed.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Outcome:
 
 @dataclass
 class RunResult:
+    """The outcome of each planned call (None if not reached) and the final budget."""
+
     plan: Plan
     outcomes: list[Outcome | None]  # aligned with plan.calls; None: not reached
     budget: Budget
