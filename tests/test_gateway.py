@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import ROOT, hashing_artifact
+from runtime_helpers import ROOT, hashing_artifact, http
 from upstream_helpers import FakeUpstream, GatewayProcess, start_fake_upstream
 
 openai = pytest.importorskip("openai")
 
 KEY_ENV = "TW_GATEWAY_TEST_KEY"
+SECRET = "sk-test-secret-4711"
 PRICES = {"small": (0.1, 0.2), "mid": (1.0, 2.0), "big": (10.0, 20.0)}
 HARD = "math code sql python physics"
 EASY = "love poem story war history"
@@ -54,10 +55,15 @@ def log_records(folder: Path) -> list[dict[str, Any]]:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("gateway")
     artifact = hashing_artifact(root / "router.tierwise")
-    with start_fake_upstream() as small, start_fake_upstream() as rest:
+    # the upstreams answer 401 unless the gateway sends the key from the environment
+    with (
+        start_fake_upstream(require_key=SECRET) as small,
+        start_fake_upstream(require_key=SECRET) as rest,
+    ):
         ups = write_upstreams(root / "upstreams.yaml", small, rest)
         args = ("--log", str(root / "log"), "--log-rotate-mb", "0.002", "--log-prompts")
-        with GatewayProcess(artifact, ups, *args, log=root / "gw.log", env={KEY_ENV: "k"}) as gw:
+        env = {KEY_ENV: SECRET}
+        with GatewayProcess(artifact, ups, *args, log=root / "gw.log", env=env) as gw:
             client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
             yield {"gw": gw, "client": client, "small": small, "rest": rest, "root": root,
                    "artifact": artifact}  # fmt: skip
@@ -200,3 +206,14 @@ def test_a_missing_api_key_is_a_startup_error_naming_the_variable(tmp_path: Path
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert f"environment variable `{KEY_ENV}`" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_admin_reload_follows_serves_rule_and_health_names_the_upstreams(setup: dict[str, Any]):
+    gw = setup["gw"]
+    status, body, _ = http("POST", gw.url + "/admin/reload")
+    assert status == 403 and "TIERWISE_ADMIN_TOKEN" in json.loads(body)["error"]["message"]
+    health = json.loads(http("GET", gw.url + "/health")[1])
+    assert health["fallback_order"] == ["small", "mid", "big"]
+    assert health["upstreams"]["small"]["base_url"] == setup["small"].base_url
+    shown = json.dumps(health) + gw.metrics() + gw.log.read_text()
+    assert SECRET not in shown

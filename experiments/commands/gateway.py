@@ -48,6 +48,7 @@ log = logging.getLogger("tierwise.gateway")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise gateway`` to the CLI."""
     p = sub.add_parser(
         "gateway",
         help="OpenAI-compatible gateway: route, forward, fall back, log (needs tierwise[serve])",
@@ -83,6 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SECONDS",
         help="reload when the artifact's files change, checking every SECONDS",
+    )
+    p.add_argument(
+        "--allow-embedder",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also load this embedder if the artifact names it (as in `tierwise serve`); by "
+        "default only a bundled ONNX embedder or hashing:<dim> loads",
     )
     p.add_argument(
         "--require-onnx",
@@ -182,6 +191,7 @@ def _build(
         watch_interval=args.watch,
         admin_token=token,
         require_embedded=args.require_onnx,
+        allow_embedders=args.allow_embedder,
         embed=args.embed,
         metrics=metrics,
         log_prompts=args.log_prompts,
@@ -189,6 +199,7 @@ def _build(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise gateway`` until stopped; returns the exit code."""
     try:
         import fastapi  # noqa: F401
         import httpx  # noqa: F401

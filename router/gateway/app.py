@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +40,10 @@ from tierwise.router.gateway.prompt import (
 )
 from tierwise.router.gateway.tracing import Tracer
 from tierwise.router.prompts import validate_prompt
-from tierwise.router.serve.app import ServiceMiddleware, read_body
+from tierwise.router.serve.app import ServiceMiddleware, lifespan_of
 from tierwise.router.serve.batcher import Batcher
 from tierwise.router.serve.metrics import CONTENT_TYPE
+from tierwise.router.serve.routes import Service, check_admin, read_body
 from tierwise.router.serve.schemas import ClientError, Limits, decode_json
 from tierwise.router.serve.state import Loaded, RouterHolder
 from tierwise.router.upstreams import UpstreamsConfig
@@ -58,6 +58,7 @@ def _json(obj: Any) -> bytes:
 
 
 def openai_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An error response shaped like OpenAI's (``error.message``, ``type``, ``code``)."""
     kind = "invalid_request_error" if status < 500 else "upstream_error"
     body = {"error": {"message": message, "type": kind, "code": status}}
     return Response(_json(body), status, headers, "application/json")
@@ -113,13 +114,17 @@ def create_gateway(
     watch_interval: float | None = None,
     admin_token: str | None = None,
     require_embedded: bool = False,
+    allow_embedders: Sequence[str] | None = (),
     embed: EmbedMode = "last_user",
     decision_log: DecisionLog | None = None,
     tracer: Tracer | None = None,
     metrics: GatewayMetrics | None = None,
     log_prompts: bool = False,
 ) -> FastAPI:
-    """Load ``artifact``, check every tier has an upstream (and its API key), build the app."""
+    """Load ``artifact``, check every tier has an upstream (and its API key), build the app.
+
+    ``admin_token``, ``allow_embedders``, ``limits``, hot swap: as :func:`serve.create_app`.
+    """
     limits = limits or Limits()
     metrics = metrics or GatewayMetrics()
 
@@ -129,7 +134,11 @@ def create_gateway(
             metrics.set_artifact(loaded.checksum)
 
     holder = RouterHolder(
-        artifact, num_threads=num_threads, require_embedded=require_embedded, on_reload=on_reload
+        artifact,
+        num_threads=num_threads,
+        require_embedded=require_embedded,
+        allow_embedders=allow_embedders,
+        on_reload=on_reload,
     )
     router = holder.current.router
     tiers = tuple(router.models_)
@@ -139,22 +148,22 @@ def create_gateway(
         client, tier_order(router, upstreams, specs), metrics, artifact_prices(router)
     )
     metrics.set_artifact(holder.current.checksum)
-    batcher = Batcher(holder, metrics, max_prompts=max(limits.max_batch, 1))
+    service = Service(
+        holder, Batcher(holder, metrics, max_prompts=limits.max_batch), metrics, limits
+    )
+    batcher = service.batcher
+    serve_lifespan = lifespan_of(service, watch_interval)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        batcher.start()
-        if watch_interval:
-            holder.start_watching(watch_interval)
-        try:
-            yield
-        finally:
-            holder.stop()
-            batcher.stop()
-            await client.aclose()
-            for sink in (app.state.decision_log, app.state.tracer):
-                if sink is not None:
-                    await run_in_threadpool(sink.close)
+        async with serve_lifespan(app):  # type: ignore[attr-defined]
+            try:
+                yield
+            finally:
+                await client.aclose()
+                for sink in (app.state.decision_log, app.state.tracer):
+                    if sink is not None:
+                        await run_in_threadpool(sink.close)
 
     app = FastAPI(
         title="tierwise gateway",
@@ -177,10 +186,10 @@ def create_gateway(
         return openai_error(exc.status, exc.message)
 
     async def route(ex: Exchange, knob: float | None) -> None:
-        loaded = holder.current
-        limit = limits.max_prompt_chars or loaded.router.config.max_prompt_chars
         try:
-            validate_prompt(ex.text, max_chars=limit, name="the routed message")
+            validate_prompt(
+                ex.text, max_chars=service.max_chars(holder.current), name="the routed message"
+            )
         except TierwiseError as err:
             raise ClientError(400, str(err)) from None
         t0 = time.perf_counter()
@@ -348,18 +357,10 @@ def create_gateway(
 
     @app.post("/admin/reload", summary="Load the artifact again and swap it in atomically")
     async def reload(request: Request) -> Response:
-        if admin_token is None:  # serve's rule: no token configured, no remote reloads
-            raise ClientError(
-                403,
-                "/admin/reload is disabled; set TIERWISE_ADMIN_TOKEN to enable it "
-                "(or reload with SIGHUP / --watch)",
-            )
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
-            raise ClientError(401, "admin endpoints need `Authorization: Bearer <token>`")
+        check_admin(request, admin_token)  # serve's rule: 403 unless a token is configured
         old = holder.current
         try:
-            new = await run_in_threadpool(holder.reload)
+            new = await asyncio.wrap_future(holder.reload_in_background())
         except TierwiseError as err:
             raise ClientError(
                 409, f"reload failed, still serving {old.checksum[:12]}: {err}"
