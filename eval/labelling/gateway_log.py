@@ -21,6 +21,7 @@ PATTERNS = ("decisions-*.jsonl", "decisions-*.parquet")
 
 
 def log_files(path: Path) -> list[Path]:
+    """The decision log files at ``path``: the file itself, or a directory's decisions-* files."""
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -53,11 +54,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _redact(url: str) -> str:
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.split("//", 1)[-1]:
-        return url
-    scheme, _, cred = head.partition("//")
-    return f"{scheme}//{cred.split(':', 1)[0]}:***@{tail}"
+    """The URL without its password (the gateway's own rule, for the same URLs)."""
+    from tierwise.router.gateway.decision_log import _redact as redact
+
+    return redact(url)
 
 
 def read_postgres(url: str, table: str) -> list[dict[str, Any]]:
