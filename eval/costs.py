@@ -67,6 +67,8 @@ class ModelCostInputs:
 
 @dataclass(frozen=True)
 class CostResult:
+    """Per prompt and model: USD cost and, where known, the token counts behind it."""
+
     cost: FloatArray  # (n, m) USD
     input_tokens: FloatArray | None  # (n, m); NaN where the cost was logged and no tokens were
     output_tokens: FloatArray | None

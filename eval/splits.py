@@ -36,6 +36,8 @@ class SplitConfig(StrictModel):
 
 @dataclass(frozen=True)
 class Splits:
+    """Row indices of the train, calibration and test splits."""
+
     train: IntArray
     calibration: IntArray
     test: IntArray

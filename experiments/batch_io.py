@@ -33,6 +33,7 @@ OUTPUT_COLUMNS = ("row", "model", "error", "policy", "knob", "p_success", "expec
 
 
 def file_format(path: Path, role: str) -> str:
+    """The format of ``path`` from its extension; ConfigError listing the supported ones."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(
@@ -62,6 +63,7 @@ def _missing_column(path: Path, column: str, have: list[str]) -> DataError:
 
 
 def read_jsonl(path: Path, column: str, keep: list[str]) -> Iterator[tuple[Row, int]]:
+    """Rows of a JSONL file, each with the bytes read so far; a bad line is a row with an error."""
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -96,6 +98,7 @@ def read_jsonl(path: Path, column: str, keep: list[str]) -> Iterator[tuple[Row, 
 
 
 def read_csv(path: Path, column: str, keep: list[str]) -> Iterator[tuple[Row, int]]:
+    """Rows of a CSV/TSV file, each with the bytes read so far; a bad row is a row with an error."""
     csv.field_size_limit(CSV_FIELD_LIMIT)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     with path.open("rb") as raw:
@@ -160,6 +163,7 @@ class _TextReader:
 
 
 def read_parquet(path: Path, column: str, keep: list[str], chunk: int) -> Iterator[tuple[Row, int]]:
+    """Rows of a Parquet file read ``chunk`` rows at a time, each with its row number."""
     pq = _pyarrow_parquet()
     try:
         pf = pq.ParquetFile(path)
@@ -203,6 +207,7 @@ def read_rows(path: Path, column: str, keep: list[str], chunk: int) -> Iterator[
 
 
 def flat(record: dict[str, Any], models: tuple[str, ...]) -> dict[str, Any]:
+    """A decision record with one column per model for p_success and expected_cost."""
     out = {k: v for k, v in record.items() if k not in ("p_success", "expected_cost")}
     for m in models:
         out[f"p_success.{m}"] = record["p_success"].get(m)

@@ -41,6 +41,7 @@ the zero router (mixtures of single models), random routing and the oracle.
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tierwise`` argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="tierwise",
         description=DESCRIPTION,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tierwise`` CLI; returns the exit code (errors print one line, no traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 
 class ExperimentConfig(StrictModel):
+    """An experiment YAML: data, splits, router, evaluation, target, tuning and tracking."""
+
     name: str = Field(min_length=1)
     description: str | None = None
     data: DataConfig

@@ -42,6 +42,8 @@ class Prepared:
 
 @dataclass
 class TrainResult:
+    """A trained router, its comparison report on test and where its files went."""
+
     router: Router
     report: ComparisonReport
     policy_name: str
@@ -53,10 +55,12 @@ class TrainResult:
 
 
 def cache_dir(cfg: RouterConfig) -> str:
+    """The embedding cache directory: the config's, ``$TIERWISE_CACHE_DIR`` or the default."""
     return cfg.cache_dir or os.environ.get("TIERWISE_CACHE_DIR") or DEFAULT_CACHE_DIR
 
 
 def price_table(cfg: ExperimentConfig) -> PriceTable | None:
+    """The config's price table, or None when it names none."""
     prices = cfg.data.cost.prices
     if prices is None:
         return None
@@ -65,6 +69,7 @@ def price_table(cfg: ExperimentConfig) -> PriceTable | None:
 
 
 def prepare(cfg: ExperimentConfig, *, progress: bool = True) -> Prepared:
+    """Load the data, split it and build what training needs (embeddings come later)."""
     ds = load_dataset(cfg, progress=progress)
     ds.require_complete_labels()
     if len(ds.models) < 2:
@@ -81,6 +86,7 @@ def prepare(cfg: ExperimentConfig, *, progress: bool = True) -> Prepared:
 
 
 def policy_label(cfg: RouterConfig) -> str:
+    """The router's row name in reports, e.g. ``router (knn/utility)``."""
     return f"router ({cfg.predictor.name}/{cfg.policy.name})"
 
 
@@ -150,6 +156,7 @@ def evaluate_on_test(
 
 
 def manifest_extra(prep: Prepared, report: ComparisonReport, name: str) -> dict[str, Any]:
+    """What the artifact records about its training: dataset, splits and test scores."""
     return {
         "dataset": {
             "name": prep.dataset.name,
@@ -171,6 +178,7 @@ def train(
     progress: bool = True,
     prep: Prepared | None = None,
 ) -> TrainResult:
+    """Fit, certify (with a target) and score a router once on test beside the baselines."""
     t0 = time.perf_counter()
     prep = prep or prepare(cfg, progress=progress)
     split = certification_split(prep)

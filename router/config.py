@@ -56,6 +56,8 @@ class KnobSelection(StrictModel):
 
 
 class PolicyConfig(StrictModel):
+    """The routing policy by registered short name, its parameters and an optional fixed knob."""
+
     name: str = "utility"
     params: dict[str, Any] = Field(default_factory=dict)
     knob: float | None = None
@@ -90,6 +92,9 @@ class FallbackConfig(StrictModel):
 
 
 class RouterConfig(StrictModel):
+    """Everything that defines a router: embedder, normalization, predictor, calibration, policy,
+    cost model, cross-fitting and fallback (typed; unknown keys are errors)."""
+
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     predictor: PredictorConfig = Field(default_factory=PredictorConfig)

@@ -28,6 +28,7 @@ from tierwise.router.state import State, StateExport
 
 
 def prompt_chars(prompts: list[str] | tuple[str, ...]) -> FloatArray:
+    """The character count of each prompt, as float64 (the cost model's length feature)."""
     return np.fromiter((len(p) for p in prompts), dtype=np.float64, count=len(prompts))
 
 

@@ -49,7 +49,7 @@ class StaticMixturePolicy(Policy):
     >>> policy = get_policy("static", models=[0, 1])  # the cheap model, then the big one
     >>> rng = np.random.default_rng(0)
     >>> p, c = rng.uniform(size=(1000, 2)), np.tile([1.0, 10.0], (1000, 1))
-    >>> share = (policy.choose(p, c, knob=0.25) == 1).mean()  # a quarter to the big model
+    >>> share = float((policy.choose(p, c, knob=0.25) == 1).mean())  # a quarter to the big one
     >>> 0.2 < share < 0.3
     True
     """

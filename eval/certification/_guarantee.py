@@ -124,6 +124,7 @@ def sweep_realized(
 
 
 def require_known(values: FloatArray, choices: IntArray, models: Sequence[str], what: str) -> None:
+    """DataError naming the knob, prompt and model if a routed value is unknown (NaN)."""
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
         k, i = (int(x) for x in bad[0])

@@ -24,6 +24,8 @@ ASSUMPTION = (
 
 
 class Interval(NamedTuple):
+    """A confidence interval ``[lower, upper]``."""
+
     lower: float
     upper: float
 

@@ -89,6 +89,8 @@ class SourceConfig(StrictModel):
 
 
 class ColumnsConfig(StrictModel):
+    """Which columns of a traffic log hold the id, the prompt and the task."""
+
     id: str | None = None  # absent: ids are generated from row numbers (one source only)
     prompt: str = "prompt"
     task: str | None = None
@@ -135,6 +137,8 @@ class LabelConfig(StrictModel):
 
 
 class CostConfig(StrictModel):
+    """How costs are found or estimated: logged costs, token counts or a price table."""
+
     prices: str | None = None  # price table (YAML or JSON), relative to the config file
     chars_per_token: float = Field(4.0, gt=0)  # see eval/costs.py for the estimator
     assumed_output_tokens: float | None = Field(None, ge=0)  # when no output length is logged
@@ -143,6 +147,8 @@ class CostConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
+    """A traffic log described in YAML: its sources, columns, labels and costs."""
+
     name: str | None = None  # default: the experiment name
     sources: list[SourceConfig] = Field(min_length=1)
     columns: ColumnsConfig = ColumnsConfig()

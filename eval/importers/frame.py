@@ -50,6 +50,7 @@ def shown_columns(columns: Iterable[object]) -> list[str]:
 
 
 def require_column(df: pd.DataFrame, column: str, name: str, role: str) -> None:
+    """DataError naming the file, the missing column and the columns it has."""
     if column not in df.columns:
         raise DataError(
             f"{name}: column {column!r} ({role}) is missing; columns are "
@@ -58,6 +59,7 @@ def require_column(df: pd.DataFrame, column: str, name: str, role: str) -> None:
 
 
 def id_column(src: SourceConfig, cfg: DataConfig) -> str | None:
+    """The id column of a source (its own setting, else the config's), or None."""
     return src.id if src.id is not None else cfg.columns.id
 
 
@@ -85,6 +87,7 @@ def _canonical_id(v: str) -> str:
 
 
 def check_unique(ids: list[str], name: str, col: str | None, hint: str) -> None:
+    """DataError naming the first repeated id and its rows, unless every id is unique."""
     if len(set(ids)) == len(ids):
         return
     seen: dict[str, int] = {}
@@ -125,6 +128,7 @@ def parse_field(
 
 
 def reserved_columns(src: SourceConfig, cfg: DataConfig) -> set[str]:
+    """Columns that are never model columns: prompt, id, task and the ignored ones."""
     cols = {cfg.columns.prompt, *cfg.ignore_columns}
     for c in (id_column(src, cfg), cfg.columns.task):
         if c is not None:
@@ -133,6 +137,7 @@ def reserved_columns(src: SourceConfig, cfg: DataConfig) -> set[str]:
 
 
 def check_models_exist(wanted: list[str], found: list[str], what: str) -> None:
+    """ConfigError naming the models asked for that the log does not have."""
     missing = [m for m in wanted if m not in found]
     if missing:
         raise ConfigError(

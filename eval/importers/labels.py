@@ -52,6 +52,8 @@ def to_quality(raw: FloatArray, cfg: LabelConfig, where: Where) -> tuple[FloatAr
 
 @dataclass(frozen=True)
 class MissingResult:
+    """Quality after the missing-label rule: the rows kept and how many labels each model lacked."""
+
     quality: FloatArray  # all rows; index with `keep`
     keep: npt.NDArray[np.bool_]  # rows kept
     missing_per_model: dict[str, int]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 def detect_models(df: pd.DataFrame, src: SourceConfig, name: str) -> list[str]:
+    """The model names of a long-format log, in order of first appearance."""
     assert src.model is not None
     require_column(df, src.model, name, "the model")
     seen: dict[str, None] = {}

@@ -26,6 +26,7 @@ HF_BUILDERS = {"csv", "json", "parquet", "text", "arrow", "pandas"}
 
 
 def detect_format(path: Path, declared: str | None) -> str:
+    """The file format: as declared, else from the file name's extension."""
     if declared is not None:
         return declared
     name = path.name.lower()
@@ -118,6 +119,7 @@ def _check_header(path: Path, header: pd.DataFrame) -> None:
 
 
 def read_file(path: Path, src: SourceConfig) -> pd.DataFrame:
+    """A local log file (CSV, Parquet, JSONL) as a DataFrame; DataError naming the file."""
     import pandas as pd
 
     if not path.is_file():
@@ -229,6 +231,7 @@ def read_hf(src: SourceConfig, base_dir: Path) -> pd.DataFrame:
 
 
 def read_source(src: SourceConfig, base_dir: Path) -> pd.DataFrame:
+    """One configured source (a file or a Hugging Face dataset) as a DataFrame."""
     if src.hf is not None:
         return read_hf(src, base_dir)
     assert src.path is not None

@@ -32,6 +32,7 @@ PLACEHOLDER = "{model}"
 
 
 def template_regex(template: str) -> re.Pattern[str]:
+    """A regex matching the column names a ``{model}`` template produces, capturing the model."""
     if PLACEHOLDER not in template:
         raise ConfigError(
             f"column template {template!r} must contain {PLACEHOLDER} (or be a mapping "
@@ -101,6 +102,7 @@ def _check_orphans(
 
 
 def column_for(spec: FieldSpec, model: str) -> str | None:
+    """The column holding ``model``'s value under a template or mapping, or None."""
     if isinstance(spec, dict):
         return spec.get(model)
     return spec.replace(PLACEHOLDER, model)

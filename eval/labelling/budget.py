@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 @dataclass
 class Budget:
+    """The labelling job's spending cap and what it has spent (cached calls counted apart)."""
+
     limit_usd: float | None
     spent_before_usd: float = 0.0  # cost of this job's calls found in the cache
     spent_usd: float = 0.0  # paid by this run

@@ -47,6 +47,8 @@ def call_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any])
 
 @dataclass(frozen=True)
 class CachedCall:
+    """One stored model call: key, model, answer, tokens, cost and latency."""
+
     key: str
     model: str
     text: str

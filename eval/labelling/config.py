@@ -67,6 +67,8 @@ class PromptColumns(StrictModel):
 
 
 class SampleConfig(StrictModel):
+    """Which prompts to label: how many, seed and an optional stratifying column."""
+
     n: int | None = Field(None, ge=1)  # None: every prompt
     seed: int = 0
     stratify: str | None = None  # a source column; proportional allocation per value
@@ -144,6 +146,8 @@ class PythonScorerConfig(StrictModel):
 
 
 class ScoreConfig(StrictModel):
+    """How answers are scored: reference match, an LLM judge or a Python function."""
+
     method: Literal["reference", "judge", "python"]
     reference: ReferenceMatchConfig = Field(default_factory=ReferenceMatchConfig)
     judge: JudgeConfig | None = None
@@ -168,6 +172,8 @@ class ScoreConfig(StrictModel):
 
 
 class OutputConfig(StrictModel):
+    """Where the labelled table, the answers and the call cache are written."""
+
     dir: str = "labelled"
     format: Literal["parquet", "csv", "jsonl"] = "parquet"
     cache: str | None = None  # default: <dir>/calls.sqlite
@@ -183,6 +189,8 @@ class OutputConfig(StrictModel):
 
 
 class LabellingConfig(StrictModel):
+    """A labelling job: source prompts, upstream tiers, sampling, generation, scoring, budget."""
+
     name: str = Field(min_length=1, pattern=r"^[\w.-]+$")
     upstreams: str | UpstreamsConfig
     tiers: list[str] = Field(min_length=1)

@@ -25,6 +25,8 @@ from tierwise.router.upstreams import UpstreamFields, UpstreamsConfig, UpstreamS
 
 @dataclass
 class Prepared:
+    """A labelling job ready to run: config, upstreams, prompts and the cost plan."""
+
     cfg: LabellingConfig
     upstreams: UpstreamsConfig
     found: PromptSet
@@ -35,6 +37,8 @@ class Prepared:
 
 @dataclass
 class LabelOutcome:
+    """What a labelling run produced: the calls' results, the files written, the report."""
+
     result: RunResult
     written: Written
     report: dict[str, Any]

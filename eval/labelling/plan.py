@@ -37,6 +37,8 @@ class ModelCall:
 
 @dataclass
 class Estimate:
+    """Calls, tokens and USD a labelling job will spend (cached calls counted apart)."""
+
     calls: int  # model calls to send
     cached: int  # model calls the cache holds
     judge_calls: int  # judge calls to send (estimated: answers not judged yet)
@@ -74,10 +76,12 @@ class Estimate:
 
 
 def tokens(chars: float, cfg: LabellingConfig) -> float:
+    """Estimated tokens for ``chars`` characters of text."""
     return float(math.ceil(chars / cfg.generation.chars_per_token))
 
 
 def messages_for(example: Example, cfg: LabellingConfig) -> list[dict[str, Any]]:
+    """The chat messages sent to each tier for one example."""
     from tierwise.eval.labelling.scorers.judge import fill
 
     g = cfg.generation
@@ -88,10 +92,12 @@ def messages_for(example: Example, cfg: LabellingConfig) -> list[dict[str, Any]]
 
 
 def chars(messages: list[dict[str, Any]]) -> int:
+    """Total characters of the messages' contents."""
     return sum(len(str(m.get("content") or "")) for m in messages)
 
 
 def expected_output_tokens(examples: list[Example], cfg: LabellingConfig) -> float:
+    """The output tokens to budget per call: configured, or estimated from references."""
     g = cfg.generation
     if g.expected_output_tokens is not None:
         return g.expected_output_tokens
@@ -108,11 +114,13 @@ def max_output_tokens(params: dict[str, Any], expected: float) -> float:
 
 
 def price(spec: UpstreamSpec, tokens_in: float, tokens_out: float) -> float:
+    """USD for one call of ``spec`` with the given input and output tokens."""
     assert spec.usd_per_1m_input is not None and spec.usd_per_1m_output is not None
     return (tokens_in * spec.usd_per_1m_input + tokens_out * spec.usd_per_1m_output) / 1e6
 
 
 def check_prices(specs: dict[str, UpstreamSpec]) -> None:
+    """ConfigError naming the tiers without prices (a budget needs them)."""
     missing = [t for t, s in specs.items() if not s.has_prices]
     if missing:
         raise ConfigError(
@@ -124,6 +132,8 @@ def check_prices(specs: dict[str, UpstreamSpec]) -> None:
 
 @dataclass
 class Plan:
+    """Every call a labelling job will make, in order, with its estimated cost."""
+
     cfg: LabellingConfig
     examples: list[Example]
     tiers: list[str]

@@ -95,6 +95,7 @@ def summarize(
 
 
 def format_report(s: dict[str, Any]) -> str:
+    """The labelling run's summary as text lines."""
     lines = [f"labelled {s['name']}: {s['prompts']} prompts in {s['seconds']:.1f}s"]
     if s["rows_written"] is not None:
         lines.append(

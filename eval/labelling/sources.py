@@ -38,6 +38,8 @@ class Example:
 
 @dataclass
 class PromptSet:
+    """The prompts read for labelling and how many rows were skipped and why."""
+
     examples: list[Example]
     read: int  # rows in the source
     skipped_empty: int = 0
@@ -179,6 +181,7 @@ def load_prompts(cfg: LabellingConfig) -> tuple[list[Example], PromptSet]:
 
 
 def source_name(cfg: LabellingConfig) -> str:
+    """A printable name for the job's prompt source (credentials redacted)."""
     s = cfg.source
     if s.path is not None and s.path.startswith(("postgresql://", "postgres://")):
         from tierwise.eval.labelling.gateway_log import _redact

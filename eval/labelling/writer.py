@@ -31,6 +31,8 @@ RESERVED = ("id", "prompt", "task", "reference")
 
 @dataclass
 class Written:
+    """The files a labelling run wrote."""
+
     dir: Path
     table: Path
     answers: Path
@@ -141,6 +143,7 @@ def price_table(result: RunResult) -> dict[str, Any]:
 
 
 def experiment_config(result: RunResult, table: Path, source: str) -> dict[str, Any]:
+    """An experiment config (as a dict) that trains a router on the labelled table."""
     cfg = result.plan.cfg
     has_task = any(e.task is not None for e in result.plan.examples)
     has_ref = any(e.reference is not None for e in result.plan.examples)

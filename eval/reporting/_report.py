@@ -117,6 +117,8 @@ def _target_label(t: float) -> str:
 
 @dataclass(frozen=True)
 class ComparisonReport:
+    """Every policy beside every baseline on one set of prompts: rows, table, JSON, chart."""
+
     rows: tuple[Row, ...]
     models: tuple[str, ...]
     reference: str

@@ -38,6 +38,8 @@ CPT_TARGETS = (0.5, 0.8)
 
 @dataclass
 class Scores:
+    """One entry's quality, cost and curve metrics (AIQ, gap closed, cost at targets)."""
+
     quality: float
     cost: float  # USD per query
     aiq: float

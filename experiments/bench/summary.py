@@ -44,6 +44,7 @@ def _cost_cell(values: Sequence[float | None]) -> str:
 
 
 def group_key(r: Result) -> tuple[str, str, str, str, str, str]:
+    """The configuration a result belongs to (results of several seeds share it)."""
     return (r.dataset, r.variant, r.normalization, r.predictor, r.policy, r.calibration)
 
 
@@ -122,6 +123,7 @@ def table(rows: Sequence[dict[str, Any]], dataset: str) -> str:
 
 
 def tables(rows: Sequence[dict[str, Any]], notes: dict[str, str]) -> str:
+    """One markdown table per dataset, with its notes."""
     parts = []
     for key in dict.fromkeys(r["dataset"] for r in rows):
         parts.append(f"### {key}\n\n{notes.get(key, '')}\n\n{table(rows, key)}")
@@ -129,6 +131,7 @@ def tables(rows: Sequence[dict[str, Any]], notes: dict[str, str]) -> str:
 
 
 def write_json(path: Path, results: Sequence[Result], notes: dict[str, str], wall: float) -> None:
+    """Write every result and the notes to ``path`` as JSON."""
     blob = {"notes": notes, "wall_seconds": wall, "results": [asdict(r) for r in results]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(blob, indent=1))

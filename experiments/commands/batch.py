@@ -39,6 +39,7 @@ routed anyway. Exit code 1 if any row failed.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise batch`` to the CLI."""
     p = sub.add_parser(
         "batch",
         help="route a JSONL/CSV/Parquet file of prompts",
@@ -81,6 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 @dataclass
 class BatchSummary:
+    """Rows routed, errors, seconds and rows per model of a batch run."""
+
     rows: int
     errors: int
     seconds: float
@@ -205,6 +208,7 @@ def route_file(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise batch``; exit code 1 if any row could not be routed."""
     from tierwise.router.runtime import limit_blas_threads, load_runtime
 
     if getattr(args, "engine", "local") == "spark":

@@ -47,6 +47,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise bench`` to the CLI."""
     p = sub.add_parser(
         "bench",
         help="benchmark router configurations on any dataset over several split seeds",
@@ -96,6 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise bench``; returns the exit code."""
     from tierwise.experiments.bench.data import Embeddings, load_bench_data
     from tierwise.experiments.bench.engine import Grid, Result, run_dataset
     from tierwise.experiments.bench.spec import parse_sets

@@ -28,6 +28,7 @@ VIOLATED_EXIT = 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise check`` to the CLI."""
     p = sub.add_parser(
         "check",
         help="check a router's quality guarantee on new labelled traffic",
@@ -67,6 +68,7 @@ def load_traffic(path: str, progress: bool) -> tuple[RoutingDataset, TargetConfi
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise check``; exit code 1 when the guarantee is violated."""
     from tierwise.eval.certification import advice, check_router, recertify
     from tierwise.router.core import Router
     from tierwise.router.errors import DataError

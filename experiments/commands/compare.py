@@ -17,6 +17,7 @@ The experiment defaults to the --config's tracking experiment (its name).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise compare`` to the CLI."""
     p = sub.add_parser(
         "compare",
         help="compare tracked routing policies (MLflow)",
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise compare``; returns the exit code."""
     from tierwise.experiments.tracking.compare import (
         KINDS,
         SORT_KEYS,

@@ -20,6 +20,7 @@ from tierwise.router.tables import num, pct, text_table
 
 
 def register(subparsers: Any) -> None:
+    """Add ``tierwise data`` (and ``data inspect``) to the CLI."""
     parser = subparsers.add_parser(
         "data", help="inspect routing data", description="Inspect routing data sets."
     )
@@ -142,6 +143,7 @@ def _format(s: dict[str, Any]) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    """Run ``tierwise data inspect``; returns the exit code."""
     summary = summarize(args.config)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -19,6 +19,7 @@ as its ONNX fp32 export, same vectors and cache keys) and also kept as a Parquet
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise embed`` to the CLI."""
     p = sub.add_parser(
         "embed",
         help="fill the embedding cache for a config's log (locally or on Spark)",
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise embed``; returns the exit code."""
     from tierwise.experiments.config import load_experiment
     from tierwise.experiments.training import cache_dir
 

@@ -22,6 +22,7 @@ SPLITS = ("test", "calibration", "train", "all")
 
 
 def register(subparsers: Any) -> None:
+    """Add ``tierwise evaluate`` to the CLI."""
     parser = subparsers.add_parser(
         "evaluate",
         help="score routing against every baseline on a data split",
@@ -65,6 +66,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """Run ``tierwise evaluate``; returns the exit code."""
     from tierwise.eval.reporting import compare_dataset
     from tierwise.eval.splits import make_splits
     from tierwise.experiments.config import load_dataset, load_experiment

@@ -22,6 +22,7 @@ Exporting needs the training stack (`tierwise[train]`).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise export`` to the CLI."""
     p = sub.add_parser(
         "export",
         help="bundle an ONNX embedder into an artifact (torch-free runtime)",
@@ -64,6 +65,7 @@ def _size(path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise export``; returns the exit code."""
     from tierwise.router.artifact import artifact_info, export_artifact
     from tierwise.router.runtime import PAYLOAD_KEY
 

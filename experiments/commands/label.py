@@ -29,6 +29,7 @@ Example config: configs/label_example.yaml.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise label`` to the CLI."""
     p = sub.add_parser(
         "label",
         help="label your prompts by asking every tier (for training a router)",
@@ -75,6 +76,7 @@ def _inspect(config: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise label``; returns the exit code."""
     from tierwise.eval.labelling import load_labelling
     from tierwise.eval.labelling.job import prepare
     from tierwise.eval.labelling.job import run as run_job

@@ -19,6 +19,7 @@ an invalid prompt gets an error and does not stop the others.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise route`` to the CLI."""
     p = sub.add_parser(
         "route",
         help="route prompts with a saved router",
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def read_prompts(path: Path) -> list[Any]:
+    """Prompts from a JSONL file (``prompt`` field) or a text file (one per line, as bytes)."""
     if not path.is_file():
         raise DataError(f"prompt file {str(path)!r} does not exist; pass an existing file")
     lines = path.read_bytes().splitlines()
@@ -72,6 +74,7 @@ def decision_table(decisions: list[Any], prompts: list[Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise route``; exit code 1 if any prompt could not be routed."""
     from tierwise.router.core import Router
 
     prompts: list[Any] = list(args.prompts)

@@ -57,6 +57,7 @@ def _positive_float(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise serve`` to the CLI."""
     p = sub.add_parser(
         "serve",
         help="serve a router over HTTP (needs tierwise[serve])",
@@ -159,6 +160,7 @@ def _install_sighup(holder: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise serve`` until stopped; returns the exit code."""
     try:
         import uvicorn
 

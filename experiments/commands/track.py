@@ -25,6 +25,7 @@ Running it twice logs nothing twice.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise track`` (``check``, ``sync``) to the CLI."""
     p = sub.add_parser(
         "track",
         help="check MLflow tracking, backfill studies",
@@ -80,6 +81,7 @@ def track_training(
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Run ``tierwise track check``: is the tracking store reachable and writable?"""
     from tierwise.experiments.config import load_experiment
     from tierwise.experiments.tracking.store import connect
 
@@ -132,6 +134,7 @@ def default_storage(cfg: ExperimentConfig) -> str:
 
 
 def run_sync(args: argparse.Namespace) -> int:
+    """Run ``tierwise track sync``: write spooled runs and backfill a study's trials."""
     from tierwise.experiments.config import load_experiment
     from tierwise.experiments.tracking.pending import close_orphans, pending_dir, sync_pending
 
@@ -162,6 +165,7 @@ def _default_storage_or_none(cfg: ExperimentConfig) -> str | None:
 
 
 def open_storage_error(spec: str) -> str:
+    """The one-line error for a ``--storage`` that is neither a journal file nor a database URL."""
     return (
         f"`--storage` must be an existing journal file or a database URL, got {spec!r}; "
         "run `tierwise tune` first or pass the tuner's storage"

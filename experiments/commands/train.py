@@ -19,6 +19,7 @@ artifact (router.tierwise) and the cost-quality chart (PNG).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise train`` to the CLI."""
     p = sub.add_parser(
         "train",
         help="train a router and compare it with the baselines",
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise train``; returns the exit code."""
     from tierwise.experiments.config import load_experiment
     from tierwise.experiments.training import prepare, train
 

@@ -38,6 +38,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tierwise tune`` to the CLI."""
     p = sub.add_parser(
         "tune",
         help="search router configurations with Optuna (resumable), then test the best",
@@ -68,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tierwise tune``; returns the exit code."""
     from tierwise.experiments.config import load_experiment
     from tierwise.experiments.tuning.hooks import TrackingHook, tracking_available
     from tierwise.experiments.tuning.session import TuneSession

@@ -178,6 +178,8 @@ def _read(spark: Any, path: Path, fmt: str, src: Any) -> Any:
 
 @dataclass
 class EmbedSummary:
+    """Prompts embedded on Spark, vectors added to the cache and seconds taken."""
+
     prompts: int
     added: int  # vectors the cache did not hold before
     seconds: float

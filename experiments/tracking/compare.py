@@ -49,6 +49,8 @@ COLUMNS = (  # header, metric, format
 
 @dataclass
 class PolicyRun:
+    """One tracked router, chosen router or tuning trial with its metrics and curve."""
+
     run_id: str
     name: str
     kind: str
@@ -108,6 +110,7 @@ def load_runs(
 
 
 def sort_runs(runs: list[PolicyRun], key: str) -> list[PolicyRun]:
+    """``runs`` ordered by ``key`` (best first); ConfigError listing the sort keys."""
     if key not in SORT_KEYS:
         raise ConfigError(f"`--sort` must be one of {sorted(SORT_KEYS)}, got {key!r}")
     metric, ascending = SORT_KEYS[key]

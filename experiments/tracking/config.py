@@ -27,6 +27,8 @@ DEFAULT_ARTIFACTS_DIR = "mlartifacts"
 
 
 class TrackingConfig(StrictModel):
+    """The ``tracking:`` section: MLflow URI, experiment and registered model name."""
+
     # `register` is the YAML key; the attribute is `register_model` (pydantic models inherit a
     # `register` classmethod from ABCMeta, which a field must not shadow).
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
@@ -61,6 +63,8 @@ class TrackingConfig(StrictModel):
 
 @dataclass(frozen=True)
 class ResolvedTracking:
+    """Tracking settings with every default filled in."""
+
     uri: str
     experiment: str
     registered_model: str

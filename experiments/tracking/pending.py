@@ -86,6 +86,7 @@ def spool(record: RunRecord, cfg: ExperimentConfig) -> Path:
 
 
 def load_spooled(path: Path) -> RunRecord:
+    """A run record spooled to ``path`` while the store was down."""
     data = json.loads((path / "record.json").read_text(encoding="utf-8"))
     rec = RunRecord(**data)
     rec.files = [str(path / f) for f in rec.files]
@@ -159,6 +160,8 @@ def write_record(record: RunRecord, tracking: ResolvedTracking) -> tuple[str, bo
 
 @dataclass
 class PendingResult:
+    """What replaying the spool did: runs written, already logged, orphans closed."""
+
     written: list[str] = field(default_factory=list)  # run ids written now
     already: int = 0  # records found already logged (their spool is removed)
     closed: list[str] = field(default_factory=list)  # orphaned RUNNING runs marked KILLED

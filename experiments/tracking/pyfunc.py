@@ -58,6 +58,7 @@ def artifact_embedder(artifact: str | Path) -> str:
 
 
 def signature() -> Any:
+    """The MLflow model signature of a registered router (prompts in, decisions out)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 

@@ -37,6 +37,7 @@ def _expand(values: Any) -> list[Any]:
 
 
 def as_prompts(model_input: Any) -> list[Any]:
+    """The prompts in a pyfunc input (DataFrame, Series, list or one string)."""
     if isinstance(model_input, pd.DataFrame):
         if "prompt" in model_input.columns:
             return _expand(model_input["prompt"])

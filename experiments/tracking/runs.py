@@ -52,10 +52,12 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
 
 
 def metric_key(name: str) -> str:
+    """``name`` with the characters MLflow refuses in metric keys replaced by ``_``."""
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
 
 
 def finite_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of ``values`` as floats (MLflow rejects the others)."""
     out = {}
     for k, v in values.items():
         if isinstance(v, bool) or not isinstance(v, int | float | np.floating | np.integer):
@@ -116,6 +118,7 @@ def routing_latency_ms(artifact: Path, prompts: Iterable[str]) -> dict[str, floa
 
 
 def run_params(result: TrainResult, prep: Prepared, cfg: ExperimentConfig) -> dict[str, str]:
+    """The MLflow params of a training run: its config, data and fitted choices."""
     from tierwise.router import __version__
 
     r = result.router

@@ -51,6 +51,7 @@ def _redact(uri: str) -> str:
 
 
 def unavailable(uri: str, reason: str) -> TrackingUnavailable:
+    """A TrackingUnavailable error naming the store (credentials redacted) and the fix."""
     return TrackingUnavailable(
         f"MLflow tracking store {_redact(uri)!r} is unreachable ({reason}); start the server "
         "(e.g. `mlflow server --host 127.0.0.1 --port 5000`), pass a reachable --tracking-uri "

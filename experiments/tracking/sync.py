@@ -38,6 +38,8 @@ SYNCED_TAG = "tierwise.synced"
 
 @dataclass
 class SyncResult:
+    """What a study sync did: the parent run, trials logged now, trials already tracked."""
+
     parent_run_id: str
     logged: list[int] = field(default_factory=list)  # trial numbers written now
     existing: int = 0  # trials already tracked
@@ -63,6 +65,7 @@ def trial_curve(trial: optuna.trial.FrozenTrial) -> list[list[float]]:
 
 
 def trial_metrics(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
+    """A trial's finite metrics plus its objective values."""
     metrics = finite_metrics(trial.user_attrs.get("metrics") or {})
     values = trial.values or []
     if len(values) == 1:
@@ -98,6 +101,7 @@ def _q(value: str) -> str:
 
 
 def search_all(client: MlflowClient, exp_id: str, filter_string: str) -> list[Any]:
+    """Every run of an experiment matching ``filter_string`` (all result pages)."""
     runs: list[Any] = []
     token = None
     while True:
@@ -146,6 +150,7 @@ def log_trial(
     study: optuna.Study,
     trial: optuna.trial.FrozenTrial,
 ) -> str:
+    """Log one finished trial as a child run of ``parent_id``; returns the run id."""
     rcfg = _router_config(trial)
     curve = trial_curve(trial)
     tags = {

@@ -77,6 +77,8 @@ class ParamRange(StrictModel):
 
 
 class Choices(StrictModel):
+    """A categorical search dimension: one of ``choices``."""
+
     choices: list[Any] = Field(min_length=1)
 
     def corners(self) -> list[Any]:
@@ -84,6 +86,8 @@ class Choices(StrictModel):
 
 
 class Fixed(StrictModel):
+    """A search dimension held at one value."""
+
     value: Any
 
     def corners(self) -> list[Any]:
@@ -185,6 +189,8 @@ class TuneTarget(StrictModel):
 
 
 class TuneConfig(StrictModel):
+    """The ``tune:`` section: study, storage, mode, budget and search space."""
+
     study_name: str | None = Field(default=None, min_length=1)
     storage: str | None = Field(default=None, min_length=1)
     mode: Literal["constrained", "multi_objective"] = "constrained"

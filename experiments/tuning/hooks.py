@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 class TrackingHook:
+    """An Optuna callback that logs each finished trial to MLflow as a child run."""
+
     __name__ = "tracking"
 
     def __init__(
@@ -70,6 +72,7 @@ class TrackingHook:
 
 
 def tracking_available() -> bool:
+    """Whether MLflow is installed (tracking is skipped without it)."""
     try:
         import tierwise.experiments.tracking.sync  # noqa: F401
     except ImportError:

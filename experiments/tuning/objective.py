@@ -52,6 +52,8 @@ StepHook = Callable[[int, float], None]
 
 @dataclass
 class Fitted:
+    """A trial's out-of-sample predictions and one fitted predictor for timing."""
+
     raw: FloatArray  # uncalibrated out-of-sample P(success) on the scored prompts
     predictor: QualityPredictor | None  # one fitted predictor (for timing), None for fast kNN
     seconds: float  # fit (+ predict) time when it was computed
@@ -59,6 +61,8 @@ class Fitted:
 
 @dataclass
 class Evaluation:
+    """A trial's swept curve on the scored prompts, its chosen knob and its metrics."""
+
     config: RouterConfig
     knobs: FloatArray
     choices: np.ndarray  # (k, n_cal): the tier each calibration prompt gets at each knob

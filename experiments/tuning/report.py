@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's complete trials that recorded metrics."""
     return [
         t
         for t in study.get_trials(deepcopy=False)
@@ -91,6 +92,8 @@ def describe_config(rc: dict[str, Any]) -> str:
 
 @dataclass
 class Chosen:
+    """A chosen (or the untuned) router: its config, tuning numbers and test report."""
+
     label: str
     trial_number: int | None  # None for the config's untuned router
     config: RouterConfig
@@ -104,6 +107,8 @@ class Chosen:
 
 @dataclass
 class TuneReport:
+    """What ``tierwise tune`` prints and writes: counts, the chosen routers, files."""
+
     study_name: str
     storage: str
     mode: str
@@ -207,6 +212,7 @@ class TuneReport:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state and how many met the target."""
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     feasible = sum(
         1
@@ -287,6 +293,7 @@ def plot_trials(
 
 
 def write_json(report: TuneReport, path: Path) -> Path:
+    """Write the tune report to ``path`` as JSON; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.to_dict(), indent=2, default=str), encoding="utf-8")
     return path

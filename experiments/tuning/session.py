@@ -51,6 +51,8 @@ def tune_config(cfg: ExperimentConfig, overrides: dict[str, Any] | None = None) 
 
 
 class TuneSession:
+    """One ``tierwise tune`` run: prepares data and study, runs trials, tests the chosen."""
+
     def __init__(
         self,
         cfg: ExperimentConfig,

@@ -164,6 +164,7 @@ def resolve_space(
 
 
 def space_fingerprint(description: dict[str, Any]) -> str:
+    """A short hash of the search space (a study must not change space on resume)."""
     blob = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

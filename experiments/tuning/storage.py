@@ -40,6 +40,7 @@ def default_storage(cfg: ExperimentConfig) -> str:
 
 
 def is_database(spec: str) -> bool:
+    """Whether a ``--storage`` spec is a database URL (else a journal file)."""
     return "://" in spec
 
 

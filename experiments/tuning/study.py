@@ -47,10 +47,12 @@ MAX_CATCH_UP = 3  # optimize() rounds to re-run trials of workers that died mean
 
 
 def worker_id() -> str:
+    """This process as ``host:pid`` (recorded on the trials it runs)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def directions(mode: str) -> list[Literal["minimize", "maximize"]]:
+    """The study's optimization directions for ``mode``."""
     return ["minimize"] if mode == "constrained" else ["minimize", "maximize"]
 
 
@@ -113,6 +115,7 @@ class Objective:
 
 
 def make_sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler the tune config names (TPE by default; seeded)."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -131,6 +134,7 @@ def make_sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
+    """The Optuna pruner for the tune config (none unless pruning in constrained mode)."""
     import optuna
 
     if not tune.pruning or tune.mode != "constrained":
@@ -271,6 +275,7 @@ def _owned(sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
 
 
 def finished_count(study: optuna.Study) -> int:
+    """How many of the study's trials are complete or pruned."""
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
@@ -278,6 +283,8 @@ def finished_count(study: optuna.Study) -> int:
 
 @dataclass
 class RunSummary:
+    """Trials finished before and after a run (all workers) and its duration."""
+
     finished_before: int
     finished_after: int  # the study's, including other workers' trials
     seconds: float

@@ -55,6 +55,7 @@ def check_dtype(arr: np.ndarray, name: str, where: str) -> None:
 
 
 def fmt_bytes(n: int) -> str:
+    """A byte count for messages, in MiB or GiB."""
     return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.1f} MiB"
 
 
@@ -141,6 +142,7 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes
 
 
 def zip_info(name: str, compress: int) -> zipfile.ZipInfo:
+    """A zip member header with fixed date and permissions, so equal content zips equally."""
     info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
     info.compress_type = compress
     info.create_system = 3  # unix, whatever the writing platform

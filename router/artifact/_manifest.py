@@ -21,11 +21,15 @@ _SHA256 = r"^[0-9a-f]{64}$"
 
 
 class FileEntry(StrictModel):
+    """One stored file's sha256 and size in bytes."""
+
     sha256: StrictStr = Field(pattern=_SHA256)
     size: StrictInt = Field(ge=0)
 
 
 class ArraySpec(StrictModel):
+    """One stored array's dtype and shape."""
+
     dtype: StrictStr
     shape: list[StrictInt]
 
@@ -151,6 +155,7 @@ def parse_json(data: bytes, where: str) -> Any:
 
 
 def validate_manifest(raw: dict[str, Any], where: str) -> Manifest:
+    """The manifest checked against the strict schema; ArtifactError naming the bad field."""
     try:
         return Manifest.model_validate(raw)
     except ValidationError as err:

@@ -55,6 +55,7 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

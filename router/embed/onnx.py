@@ -36,6 +36,8 @@ _sha_memo: dict[tuple[str, int, int], str] = {}
 
 
 class Verification(StrictModel):
+    """How closely the ONNX export reproduced the source model on the probe sentences."""
+
     probes: int
     min_cosine: float
     mean_cosine: float

@@ -131,6 +131,7 @@ class StaticEmbedder(Embedder):
 
 
 def default_folder(source: str) -> Path:
+    """Where ``static:<source>`` is distilled and kept (beside the embedding cache)."""
     base = os.environ.get("TIERWISE_CACHE_DIR")
     root = Path(base).parent if base else Path(".tierwise-cache")
     return root / "static" / source

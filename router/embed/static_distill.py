@@ -45,6 +45,7 @@ def token_vectors(model: object, tokens: list[str], batch_size: int = 512) -> np
 
 
 def pca(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """``vectors`` centred and projected on their first ``dim`` principal axes (float32)."""
     centred = vectors - vectors.mean(axis=0, keepdims=True)
     _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
     return (centred @ vt[:dim].T).astype(np.float32)

@@ -25,6 +25,8 @@ Forward = Callable[[Params, FloatArray], tuple[FloatArray, Callable[[FloatArray]
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Optimizer settings shared by the numpy-trained networks (MLP, MF)."""
+
     learning_rate: float
     max_epochs: int
     batch_size: int
@@ -107,6 +109,7 @@ def train(
 
 
 def glorot(rng: np.random.Generator, fan_in: int, fan_out: int) -> FloatArray:
+    """Glorot-uniform initial weights of shape ``(fan_in, fan_out)``."""
     bound = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, size=(fan_in, fan_out))
 

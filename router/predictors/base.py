@@ -113,6 +113,7 @@ def check_labels(Y: Any, n_rows: int, name: str = "Y") -> FloatArray:
 
 
 def check_sample_weight(sample_weight: Any, n_rows: int) -> FloatArray:
+    """Per-row weights as float64 (ones when None); DataError unless finite, >= 0, not all 0."""
     if sample_weight is None:
         return np.ones(n_rows)
     w = np.asarray(sample_weight, dtype=np.float64)
@@ -124,6 +125,7 @@ def check_sample_weight(sample_weight: Any, n_rows: int) -> FloatArray:
 
 
 def sigmoid(z: FloatArray) -> FloatArray:
+    """The logistic function, computed without overflow for large ``|z|``."""
     # Split by sign so that large |z| never overflows exp.
     out = np.empty_like(z, dtype=np.float64)
     pos = z >= 0
@@ -134,6 +136,7 @@ def sigmoid(z: FloatArray) -> FloatArray:
 
 
 def logit(p: FloatArray, eps: float = 1e-6) -> FloatArray:
+    """``log(p / (1 - p))`` with ``p`` clipped to ``[eps, 1 - eps]``."""
     q = np.clip(p, eps, 1.0 - eps)
     return np.log(q) - np.log1p(-q)
 
@@ -293,6 +296,7 @@ class QualityPredictor(StateExport, ABC):
 
 # ---- small validators shared by the implementations -----------------------------------------
 def require_int(owner: str, key: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``; ConfigError naming ``owner.key`` otherwise."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | np.integer)
@@ -307,6 +311,7 @@ def require_int(owner: str, key: str, value: Any, low: int, high: int | None = N
 def require_float(
     owner: str, key: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False
 ) -> float:
+    """``value`` as a finite float in its range; ConfigError naming ``owner.key`` otherwise."""
     ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
     ok = ok and math.isfinite(float(value)) and float(value) <= high
     ok = ok and (float(value) > low if open_low else float(value) >= low)
@@ -318,12 +323,14 @@ def require_float(
 
 
 def require_choice(owner: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; ConfigError listing them otherwise."""
     if value not in choices:
         raise ConfigError(f"`{owner}.{key}` must be one of {list(choices)}, got {value!r}")
     return str(value)
 
 
 def require_seed(owner: str, value: Any) -> int | None:
+    """A ``random_state``: None or an int >= 0."""
     if value is None:
         return None
     return require_int(owner, "random_state", value, 0)

@@ -28,6 +28,7 @@ from tierwise.router.predictors.registry import register_predictor
 
 
 def smoothed_mean(y: FloatArray, w: FloatArray) -> float:
+    """The weighted mean of ``y`` with half a success and half a failure added (never 0 or 1)."""
     return float((np.sum(w * y) + 0.5) / (np.sum(w) + 1.0))
 
 

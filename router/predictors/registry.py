@@ -29,10 +29,12 @@ def register_predictor(name: str) -> Callable[[P], P]:
 
 
 def available_predictors() -> list[str]:
+    """The registered predictor names, sorted."""
     return sorted(_REGISTRY)
 
 
 def predictor_class(name: str) -> type[QualityPredictor]:
+    """The class registered as ``name``; ConfigError listing the valid names otherwise."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

@@ -36,6 +36,8 @@ def _num(x: float) -> str:
 
 
 class Counter:
+    """A Prometheus counter with optional labels (thread-safe, text exposition format)."""
+
     def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
         self.name, self.help, self.labels = name, help_text, tuple(labels)
         self._values: dict[tuple[str, ...], float] = {} if labels else {(): 0.0}
@@ -58,6 +60,8 @@ class Counter:
 
 
 class Gauge(Counter):
+    """A Prometheus gauge: a labelled value that can go down as well as up."""
+
     def set(self, *values: str, value: float) -> None:
         with self._lock:
             self._values[values] = value
@@ -69,6 +73,8 @@ class Gauge(Counter):
 
 
 class Histogram:
+    """A Prometheus histogram over fixed buckets, with optional labels."""
+
     def __init__(
         self, name: str, help_text: str, buckets: Sequence[float], labels: Sequence[str] = ()
     ) -> None:

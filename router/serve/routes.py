@@ -56,6 +56,7 @@ class Service:
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response from any JSON-able object."""
     return Response(json_bytes(obj), status, headers, "application/json")
 
 

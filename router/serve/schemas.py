@@ -52,6 +52,8 @@ class RouteRequest(BaseModel):
 
 
 class DecisionOut(BaseModel):
+    """One routing decision as the HTTP API returns it."""
+
     index: int
     model: str | None = Field(description="chosen model; null when `error` is set")
     p_success: dict[str, float] = Field(description="calibrated P(success) of every model")
@@ -62,16 +64,22 @@ class DecisionOut(BaseModel):
 
 
 class BatchOut(BaseModel):
+    """The decisions for a batch request and how many prompts failed."""
+
     decisions: list[DecisionOut]
     errors: int = Field(description="how many items could not be routed")
 
 
 class ErrorOut(BaseModel):
+    """An error response body: one line saying what was wrong and how to fix it."""
+
     error: str
 
 
 @dataclass(frozen=True)
 class ParsedRoute:
+    """A validated ``/route`` request: its prompts, whether it was a single prompt, the knob."""
+
     prompts: list[Any]
     single: bool
     knob: float | None
@@ -166,6 +174,7 @@ def parse_route(data: Any, limits: Limits) -> ParsedRoute:
 
 
 def decision_json(d: Any) -> dict[str, Any]:
+    """A Decision as the JSON object the API returns."""
     return {
         "index": d.index,
         "model": d.model,

@@ -35,6 +35,8 @@ BODY_PREVIEW = 2000
 
 @dataclass
 class Usage:
+    """Token counts an upstream reported for one call (None when it did not say)."""
+
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 

@@ -40,6 +40,7 @@ def load_function(path: str) -> Callable[[str, dict[str, Any]], Any]:
 
 
 def to_score(value: Any) -> Score:
+    """A user scorer's return value as a Score in [0, 1], or a Score saying why it is not one."""
     if value is None:
         return Score(None, "the scorer returned None")
     if isinstance(value, bool):

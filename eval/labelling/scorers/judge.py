@@ -63,6 +63,7 @@ def fill(template: str, **values: str) -> str:
 
 
 def parse_rating(text: str) -> Score:
+    """A judge's 1-10 rating as a score in [0, 1], or the reason none was found."""
     for rx in _RATING:
         found = rx.findall(text)
         if found:
@@ -74,6 +75,7 @@ def parse_rating(text: str) -> Score:
 
 
 def parse_verdict(text: str, tie: float) -> Score:
+    """A pairwise judge's [[A]]/[[B]]/[[C]] verdict as a score (``tie`` for C)."""
     found = _VERDICT.findall(text)
     if not found:
         return Score(None, "the judge's output has no [[A]]/[[B]]/[[C]] verdict", raw=text)

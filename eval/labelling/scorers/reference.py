@@ -29,11 +29,13 @@ _PUNCT = str.maketrans("", "", string.punctuation)
 
 
 def squad_normalize(text: str) -> str:
+    """SQuAD's answer normalization: casefold, strip punctuation and articles, squeeze spaces."""
     text = text.casefold().translate(_PUNCT)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def last_number(text: str) -> float | None:
+    """The last number in ``text`` (commas ignored), or None."""
     found = _NUMBER.findall(text)
     if not found:
         return None
