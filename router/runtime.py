@@ -112,7 +112,7 @@ def bundled_digest(art: LoadedArtifact) -> str | None:
         if arr is None:
             return None
         h.update(name.encode() + b"\0")
-        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        h.update(np.ascontiguousarray(arr).data.cast("B"))
     return h.hexdigest()
 
 

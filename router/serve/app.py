@@ -15,7 +15,7 @@ never by ``import router`` or ``import router.serve``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -70,7 +70,7 @@ def build_service(
 
 def lifespan_of(
     service: Service, watch_interval: float | None
-) -> Callable[[FastAPI], AsyncIterator[None]]:
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Start the batching worker (and the file watcher) with the app; stop them after."""
 
     @asynccontextmanager
@@ -84,7 +84,7 @@ def lifespan_of(
             service.holder.stop()
             service.batcher.stop()
 
-    return lifespan  # type: ignore[return-value]
+    return lifespan
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,9 @@ class Service:
         return limit if self.limits.max_prompt_chars is None else self.limits.max_prompt_chars
 
 
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    obj: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """A JSON response from any JSON-able object."""
     return Response(json_bytes(obj), status, headers, "application/json")
 
