@@ -10,7 +10,9 @@ upstream directly (``model: mid``), the gateway pinned to that tier (``model: mi
 only) and the gateway routing (``model: tierwise``: route + forward), so all three see the same
 machine load. Added latency = gateway percentile - direct percentile. Also reported: the
 gateway's own mean routing time (its /metrics histogram, all requests) and a run with the
-decision log on. The machine's load average is printed beside the numbers.
+decision log on, and (``--soak``) the issue's load test: 16 clients for 30 s with the decision
+log on, then records counted against answers. The machine's load average is printed beside
+the numbers.
 """
 
 from __future__ import annotations
@@ -94,6 +96,20 @@ def routing_ms(metrics: str) -> float:
     return 1e3 * total / count if count else float("nan")
 
 
+def soak(artifact: Path, upstreams: Path, workdir: Path, clients: int, seconds: float) -> None:
+    """The issue's load test: N clients for S seconds, then one log record per answer?"""
+    folder = workdir / f"soak-log-{int(time.time())}"
+    with GatewayProcess(artifact, upstreams, "--log", str(folder),
+                        log=workdir / "gateway-soak.log") as gw:  # fmt: skip
+        lat, errors = asyncio.run(_round(gw.base_url, "tierwise", clients, seconds))
+        dropped = [x for x in gw.metrics().splitlines() if 'result="dropped"' in x]
+    ids = [json.loads(line)["request_id"] for f in folder.glob("*.jsonl") for line in f.open()]
+    print(f"\nsoak: {clients} clients x {seconds:.0f} s through the gateway with --log {folder}")
+    print(f"  answers {len(lat)} ({len(lat) / seconds:.0f}/s), client errors {len(errors)}, "
+          f"log records {len(ids)} ({len(set(ids))} distinct), lost {len(lat) - len(ids)}, "
+          f"dropped metric {dropped or 0}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tierwise-bench")
@@ -101,6 +117,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternations direct/gateway")
     ap.add_argument("--clients", default="1,16")
     ap.add_argument("--no-log-run", action="store_true", help="skip the run with --log on")
+    ap.add_argument("--soak", type=float, default=30.0, help="seconds of the 16-client log check")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -138,6 +155,11 @@ def main() -> None:
               f"{p['p50'] - d['p50']:>+8.2f}/{p['p99'] - d['p99']:<+8.2f} "
               f"{g['p50'] - d['p50']:>+8.2f}/{g['p99'] - d['p99']:<+8.2f} {r['routing_ms']:>8.2f} "
               f"{g['n']:>5} {d['errors'] + p['errors'] + g['errors']:>4}  {r['load']}")  # fmt: skip
+    if args.soak > 0:
+        with start_fake_upstream() as up:
+            ups = args.workdir / "upstreams.yaml"
+            ups.write_text(f"default: {{base_url: '{up.base_url}', max_retries: 0}}\n")
+            soak(artifact, ups, args.workdir, 16, args.soak)
     print(f"\nload average after: {load_average()}")
 
 

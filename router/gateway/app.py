@@ -156,7 +156,7 @@ def create_gateway(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        async with serve_lifespan(app):  # type: ignore[attr-defined]
+        async with serve_lifespan(app):
             try:
                 yield
             finally:
