@@ -315,3 +315,36 @@ def counts_table(counts: Counter[str], routed: int) -> str:
     """How many rows went to each model (most first), as an indented table."""
     rows = [[m, n, f"{n / max(routed, 1):.1%}"] for m, n in counts.most_common()]
     return text_table(rows, ["model", "rows", "share"], indent="  ")
+
+
+def route_rows(
+    router: Any, rows: list[Row], knob: float | None, column: str, keep: list[str]
+) -> list[dict[str, Any]]:
+    """Decisions for one chunk; rows already broken keep their error, the rest are routed."""
+    todo = [r for r in rows if r.error is None]
+    decisions = iter(router.route([r.prompt for r in todo], knob=knob) if todo else [])
+    out = []
+    for r in rows:
+        rec: dict[str, Any] = {"row": r.number, **{k: r.keep.get(k) for k in keep}}
+        if r.error is None:
+            d = next(decisions)
+            error = d.error and d.error.replace(f"`prompt[{d.index}]`", f"`{column}`")
+            rec |= {
+                "model": d.model,
+                "error": error and f"row {r.number}: {error}",
+                "policy": d.policy,
+                "knob": d.knob,
+                "p_success": d.p_success,
+                "expected_cost": d.expected_cost,
+            }
+        else:
+            rec |= {
+                "model": None,
+                "error": f"row {r.number}: {r.error}",
+                "policy": router.config.policy.name,
+                "knob": knob if knob is not None else router.knob_,
+                "p_success": {},
+                "expected_cost": {},
+            }
+        out.append(rec)
+    return out

@@ -24,6 +24,7 @@ from tierwise.experiments.batch_io import (
     file_format,
     parquet_rows,
     read_rows,
+    route_rows,
 )
 from tierwise.router.errors import ConfigError, DataError
 
@@ -88,39 +89,6 @@ class BatchSummary:
     errors: int
     seconds: float
     counts: Counter[str]
-
-
-def route_rows(
-    router: Any, rows: list[Row], knob: float | None, column: str, keep: list[str]
-) -> list[dict[str, Any]]:
-    """Decisions for one chunk; rows already broken keep their error, the rest are routed."""
-    todo = [r for r in rows if r.error is None]
-    decisions = iter(router.route([r.prompt for r in todo], knob=knob) if todo else [])
-    out = []
-    for r in rows:
-        rec: dict[str, Any] = {"row": r.number, **{k: r.keep.get(k) for k in keep}}
-        if r.error is None:
-            d = next(decisions)
-            error = d.error and d.error.replace(f"`prompt[{d.index}]`", f"`{column}`")
-            rec |= {
-                "model": d.model,
-                "error": error and f"row {r.number}: {error}",
-                "policy": d.policy,
-                "knob": d.knob,
-                "p_success": d.p_success,
-                "expected_cost": d.expected_cost,
-            }
-        else:
-            rec |= {
-                "model": None,
-                "error": f"row {r.number}: {r.error}",
-                "policy": router.config.policy.name,
-                "knob": knob if knob is not None else router.knob_,
-                "p_success": {},
-                "expected_cost": {},
-            }
-        out.append(rec)
-    return out
 
 
 def _bar(enabled: bool, total: int, unit: str) -> Any:

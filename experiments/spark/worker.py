@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierwise.experiments.batch_io import Row, flat
-from tierwise.experiments.commands.batch import route_rows
+from tierwise.experiments.batch_io import Row, flat, route_rows
 
 _ROUTERS: dict[str, Any] = {}
 LOADS = 0  # routers this worker process has loaded (tests check it stays at one per artifact)

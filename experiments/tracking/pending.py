@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tierwise.experiments.tracking.mlflow_log import describe_version, log_batch, log_model
 from tierwise.experiments.tracking.store import connect, ensure_experiment, tracking_errors
 
 if TYPE_CHECKING:
@@ -123,8 +124,6 @@ def _study_parent(client: MlflowClient, exp_id: str, study: str | None) -> str |
 
 def write_record(record: RunRecord, tracking: ResolvedTracking) -> tuple[str, bool]:
     """Log ``record`` unless already logged; (run id, whether it was written now)."""
-    from tierwise.experiments.tracking.runs import describe_version, log_batch, log_model
-
     client = connect(tracking)
     exp_id = ensure_experiment(client, tracking)
     with tracking_errors(tracking.uri):

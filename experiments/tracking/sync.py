@@ -16,13 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tierwise.experiments.tracking.runs import (
-    CURVE_TAG,
-    curve_tag,
-    finite_metrics,
-    flatten,
-    log_batch,
-)
+from tierwise.experiments.tracking.mlflow_log import log_batch
+from tierwise.experiments.tracking.runs import CURVE_TAG, curve_tag, finite_metrics, flatten
 from tierwise.experiments.tracking.store import connect, ensure_experiment, tracking_errors
 
 if TYPE_CHECKING:
