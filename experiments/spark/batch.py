@@ -12,6 +12,7 @@ its ``error``; the job goes on.
 from __future__ import annotations
 
 import glob as globlib
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from tierwise.router.errors import ConfigError, DataError
 
 @dataclass
 class SparkInput:
+    """The input as a Spark DataFrame, in input order, and how its rows are laid out."""
+
     frame: Any  # a pyspark DataFrame, one partition order = input order
     fmt: str  # "jsonl" (a `value` column of lines) or "columns"
     source: str
@@ -165,6 +168,8 @@ def _kept_types(spark: Any, data: SparkInput, keep: list[str]) -> dict[str, Any]
 
 @dataclass
 class SparkSummary:
+    """Rows routed on Spark, errors, seconds and rows per model."""
+
     rows: int
     errors: int
     seconds: float
@@ -250,8 +255,9 @@ def _summary(spark: Any, output: Path, seconds: float) -> SparkSummary:
     """Counts read back from the written output (cheap: two columns of Parquet)."""
     from pyspark.sql import functions as F
 
+    literal = re.sub(r"([\[\]{}*?\\])", r"\\\1", str(output))  # Hadoop reads paths as globs
     rows = (
-        spark.read.parquet(str(output))
+        spark.read.parquet(literal)
         .groupBy("model")
         .agg(F.count(F.lit(1)).alias("n"), F.count("error").alias("errors"))
         .collect()
