@@ -29,6 +29,9 @@ import numpy as np
 
 from reliability import ROOT, probe, use_test_helpers
 
+use_test_helpers()
+from artifact_helpers import manifest_checksum, npz_with  # noqa: E402
+
 CATEGORY = "artifacts"
 PROMPTS = ["math code sql python", "love poem story", "history war physics"]
 CHILD = """
@@ -49,12 +52,6 @@ print(json.dumps({"routed": [[d.model, d.error] for d in decisions]}))
 # ---------------------------------------------------------------- forging helpers
 
 
-def checksum(manifest: dict[str, Any]) -> str:
-    body = {k: v for k, v in manifest.items() if k != "checksum"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def members(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     with zipfile.ZipFile(path) as zf:
         files = {n: zf.read(n) for n in zf.namelist()}
@@ -68,21 +65,13 @@ def write(path: Path, manifest: Any, files: dict[str, bytes], *, seal: bool = Tr
         manifest["files"] = {
             n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in files.items()
         }
-        manifest["checksum"] = checksum(manifest)
+        manifest["checksum"] = manifest_checksum(manifest)
     text = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("manifest.json", text)
         for name, data in files.items():
             zf.writestr(name, data)
     return path
-
-
-def npz(arrays: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in arrays.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def npz_members(blob: bytes) -> dict[str, bytes]:
@@ -101,7 +90,7 @@ def with_array(man: dict[str, Any], files: dict[str, bytes], name: str, data: by
     arrays = npz_members(files["arrays.npz"]) | {f"{name}.npy": data}
     man = json.loads(json.dumps(man))
     man["arrays"][name] = spec
-    return man, {"arrays.npz": npz(arrays)}
+    return man, {"arrays.npz": npz_with(arrays)}
 
 
 def edited(man: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -216,13 +205,13 @@ def build(work: Path, base: Path) -> list[tuple[str, Path, bool]]:
     short = np.load(io.BytesIO(arrays[grid]))[:-1]
     m2 = edited(man, lambda m: m["arrays"]["policy.knob_grid"].update(shape=list(short.shape)))
     add("knob grid shorter than its calibration curve, resealed", write(
-        f("grid.tierwise"), m2, {"arrays.npz": npz(arrays | {grid: npy(short)})}))  # fmt: skip
+        f("grid.tierwise"), m2, {"arrays.npz": npz_with(arrays | {grid: npy(short)})}))  # fmt: skip
     pred = next(n for n in arrays if n.startswith("predictor.") and
                 np.load(io.BytesIO(arrays[n])).ndim == 2)  # fmt: skip
     cut = np.load(io.BytesIO(arrays[pred]))[:, :-1]
     m2 = edited(man, lambda m: m["arrays"][pred[:-4]].update(shape=list(cut.shape)))
     add(f"array {pred[:-4]} one column short, resealed", write(
-        f("pred.tierwise"), m2, {"arrays.npz": npz(arrays | {pred: npy(cut)})}))  # fmt: skip
+        f("pred.tierwise"), m2, {"arrays.npz": npz_with(arrays | {pred: npy(cut)})}))  # fmt: skip
     big = {"format_version": 1, "pad": "x" * (65 << 20)}
     add("65 MB manifest", write(f("bigman.tierwise"), big, files, seal=False))
     add("reformatted manifest (harmless)", write(f("pretty.tierwise"),
