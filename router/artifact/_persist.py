@@ -148,8 +148,11 @@ def restore_router(
         router.price_table_version_ = p.get("price_table_version")
         router.certificate_ = p.get("certificate")
         router.manifest_ = art.manifest
-    except TierwiseError:
+    except ArtifactError:
         raise
+    except TierwiseError as err:  # e.g. an unknown policy name: say which file it came from
+        text = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
+        raise ArtifactError(f"{text}; re-export the router with `tierwise train`") from None
     except (KeyError, TypeError, ValueError) as err:
         raise ArtifactError(
             f"{path}: router payload is incomplete or malformed ({type(err).__name__}: {err}); "
