@@ -162,6 +162,9 @@ def test_metrics_count_usd_and_the_log_has_one_record_per_request(setup: dict[st
     gw, client = setup["gw"], setup["client"]
     for i in range(5):
         ask(client, f"{EASY} {i}", model="small")
+    with pytest.raises(openai.NotFoundError) as refused:  # refused by the gateway: logged too
+        ask(client, EASY, model="gpt-5")
+    refused_id = refused.value.response.headers["x-tierwise-request-id"]
     text = gw.metrics()
     tokens = metric(text, "tierwise_gateway_tokens_total", model="small", kind="prompt")
     out = metric(text, "tierwise_gateway_tokens_total", model="small", kind="completion")
@@ -170,8 +173,8 @@ def test_metrics_count_usd_and_the_log_has_one_record_per_request(setup: dict[st
     assert metric(text, "tierwise_gateway_log_records_total", result="dropped") == 0
     served = sum(
         metric(text, "tierwise_gateway_requests_total", model=m, mode=mode, outcome=o)
-        for m in ("small", "mid", "big", "none") for mode in ("routed", "pinned")
-        for o in ("ok", "upstream_4xx", "failed")
+        for m in ("small", "mid", "big", "none") for mode in ("routed", "pinned", "rejected")
+        for o in ("ok", "upstream_4xx", "failed", "rejected")
     )  # fmt: skip
     records = log_records(setup["root"] / "log")  # JSONL is flushed per batch
     assert len(records) == served >= 5
@@ -179,6 +182,8 @@ def test_metrics_count_usd_and_the_log_has_one_record_per_request(setup: dict[st
     last = [r for r in records if r["mode"] == "pinned" and r["model"] == "small"][-1]
     assert last["prompt"].startswith(EASY) and last["cost_usd"] > 0 and last["status"] == 200
     assert len({r["request_id"] for r in records}) == len(records)
+    rejected = next(r for r in records if r["request_id"] == refused_id)
+    assert (rejected["mode"], rejected["status"], rejected["model"]) == ("rejected", 404, None)
 
 
 def test_killed_upstream_falls_back_to_the_next_tier(tmp_path: Path) -> None:
@@ -217,3 +222,21 @@ def test_admin_reload_follows_serves_rule_and_health_names_the_upstreams(setup: 
     assert health["upstreams"]["small"]["base_url"] == setup["small"].base_url
     shown = json.dumps(health) + gw.metrics() + gw.log.read_text()
     assert SECRET not in shown
+
+
+def test_routed_text_is_the_last_user_message_or_the_conversation() -> None:
+    from tierwise.router.gateway.prompt import routed_text
+    from tierwise.router.serve.schemas import ClientError
+
+    chat = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": [{"type": "text", "text": "And 3+3?"}, {"type": "image_url"}]},
+    ]
+    assert routed_text(chat) == "And 3+3?"
+    assert routed_text(chat, "conversation") == (
+        "User: What is 2+2?\n\nAssistant: 4\n\nUser: And 3+3?"
+    )
+    with pytest.raises(ClientError, match="must hold a user message with text"):
+        routed_text([{"role": "system", "content": "hi"}])

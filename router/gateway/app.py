@@ -82,7 +82,9 @@ class Exchange:
 
     @property
     def mode(self) -> str:
-        return "routed" if self.decision is not None else "pinned"
+        if self.decision is not None:
+            return "routed"
+        return "pinned" if self.tier else "rejected"  # rejected: refused before a tier was set
 
     def headers(self, out: Outcome) -> dict[str, str]:
         h = {
@@ -206,13 +208,21 @@ def create_gateway(
         ex.tier = ex.decision.model
 
     async def handle(request: Request, path: str) -> Response:
+        ex = Exchange(uuid.uuid4().hex, path, {}, False)
+        try:
+            return await forward(request, ex)
+        except ClientError as err:  # refused by the gateway itself: still one record
+            finish(ex, Outcome(status=err.status), Usage())
+            return openai_error(err.status, err.message, {HEADER + "request-id": ex.request_id})
+
+    async def forward(request: Request, ex: Exchange) -> Response:
         data = decode_json(await read_body(request, limits.max_body_bytes))
         if not isinstance(data, dict):
             raise ClientError(400, "request body must be a JSON object")
-        ex = Exchange(uuid.uuid4().hex, path, data, bool(data.get("stream")))
+        ex.body, ex.stream = data, bool(data.get("stream"))
         pinned, knob = parse_model(data.get("model"), tiers)
         ex.requested = str(data.get("model"))
-        if path == "/chat/completions":
+        if ex.path == "/chat/completions":
             messages = check_messages(data.get("messages"))
             ex.text = routed_text(messages, embed) if pinned is None else _hash_text(messages)
         else:
@@ -235,7 +245,7 @@ def create_gateway(
         wants_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         if ex.stream:  # usage for metrics and the log; not passed on unless asked for
             body["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
-        out = await forwarder.send(ex.tier, path, body, ex.stream)
+        out = await forwarder.send(ex.tier, ex.path, body, ex.stream)
         if out.stream is not None:
             return StreamingResponse(
                 relay(ex, out, wants_usage), 200, ex.headers(out), media_type="text/event-stream"
@@ -271,7 +281,12 @@ def create_gateway(
             finish(ex, out, stream.usage, stream.text)
 
     def finish(ex: Exchange, out: Outcome, usage: Usage, text: str | None = None) -> None:
-        outcome = "ok" if out.status == 200 else ("upstream_4xx" if out.status < 500 else "failed")
+        if out.status == 200:
+            outcome = "ok"
+        elif not out.calls:
+            outcome = "rejected"  # by the gateway, before any upstream call
+        else:
+            outcome = "upstream_4xx" if out.status < 500 else "failed"
         metrics.completions.inc(out.tier or "none", ex.mode, outcome)
         cost = forwarder.count_usage(out.tier, usage) if out.tier else None
         if out.calls and out.tier:

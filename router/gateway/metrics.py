@@ -20,7 +20,8 @@ class GatewayMetrics(Metrics):
         super().__init__()
         self.completions = Counter(
             "tierwise_gateway_requests_total",
-            "Completion requests by the tier that answered (or 'none'), mode and outcome.",
+            "Completion requests by the tier that answered (or 'none'), mode (routed, pinned, "
+            "rejected) and outcome (ok, rejected, upstream_4xx, failed).",
             ("model", "mode", "outcome"),
         )
         self.fallbacks = Counter(
