@@ -102,3 +102,31 @@ def test_pca_keeps_the_directions_of_largest_variance() -> None:
     assert y.shape == (500, 2)
     np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-3)
     assert y[:, 0].var() > y[:, 1].var() > 0.8 * x[:, 2:].var(axis=0).max()
+
+
+def test_bundled_in_the_artifact_it_routes_without_its_folder(folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from runtime_helpers import train_router
+
+    from tierwise.router.embed.static import bundle_static
+
+    copy = Path(shutil.copytree(folder, tmp_path / "enc"))
+    router = train_router(f"static:{copy}", n=200)
+    trained = router.save(str(tmp_path / "router.tierwise"))
+    bundled = bundle_static(trained, tmp_path / "bundled.tierwise")
+    shutil.rmtree(copy)  # the runtime must not need the folder any more
+    prompts = ["math code sql", "love poem story", "history of war", ""]
+    want = [d.model for d in router.route(prompts)]
+    code = BLOCK_HEAVY.replace('"optuna",', '"optuna", "onnxruntime",') + (
+        "from tierwise.router.runtime import load_runtime\n"
+        f"r = load_runtime({str(bundled)!r})\n"
+        f"print([d.model for d in r.route({prompts!r})])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == repr(want)
+    with pytest.raises(ConfigError, match=r"must be a static encoder \('static:\.\.\.'\), got"):
+        bundle_static(train_router("hashing:64", n=60).save(str(tmp_path / "h")), tmp_path / "x")

@@ -21,6 +21,7 @@ from tierwise.router.schema import format_validation_error
 
 if TYPE_CHECKING:
     from tierwise.router.artifact._store import LoadedArtifact
+    from tierwise.router.embed.base import Embedder
 
 __all__ = ["MODEL_ARRAY", "PAYLOAD_KEY", "TOKENIZER_ARRAY", "embedded_config", "embedded_embedder"]
 
@@ -39,9 +40,13 @@ def embedded_config(export_dir: Path) -> dict[str, Any]:
 
 def embedded_embedder(
     art: LoadedArtifact, *, num_threads: int | None = None
-) -> OnnxEmbedder | None:
-    """The ONNX embedder bundled in a loaded artifact, or None if it carries none."""
+) -> Embedder | None:
+    """The ONNX (or static) embedder bundled in a loaded artifact, or None if it carries none."""
     payload = art.payload
+    from tierwise.router.embed import static
+
+    if static.PAYLOAD_KEY in payload:  # a static encoder (static.bundle_static): numpy only
+        return static.bundled_static(payload, art.arrays, str(art.path))
     if PAYLOAD_KEY not in payload:
         return None
     where = str(art.path)

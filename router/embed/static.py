@@ -80,6 +80,7 @@ class StaticEmbedder(Embedder):
                     "corrupted); distil it again."
                 )
         self._table = np.load(io.BytesIO(vectors), allow_pickle=False).astype(np.float32)
+        self._tokenizer_json, self._vectors = tokenizer, vectors  # as checksummed, for bundling
         self._tok = tokenizers.Tokenizer.from_str(tokenizer)
         self._tok.no_padding()
         self._tok.no_truncation()
@@ -107,11 +108,7 @@ class StaticEmbedder(Embedder):
     @property
     def files(self) -> tuple[dict[str, Any], bytes, str]:
         """(config, vectors.npy bytes, tokenizer JSON): what a router artifact carries."""
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, self._table, allow_pickle=False)
-        return self._config, buf.getvalue(), self._tok.to_str()
+        return self._config, self._vectors, self._tokenizer_json
 
     def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
         encs = self._tok.encode_batch(texts, add_special_tokens=False)
@@ -151,3 +148,52 @@ def _factory(arg: str | None, **kwargs: Any) -> StaticEmbedder:
 
 
 register_embedder("static", _factory, usage="static:<folder or minilm>", needs_arg=True)
+
+
+# ---------------------------------------------------------------- inside a router artifact
+
+PAYLOAD_KEY = "runtime_static_embedder"
+VECTORS_ARRAY = "runtime.static_vectors"
+TOKENIZER_ARRAY = "runtime.static_tokenizer"
+
+
+def bundle_static(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Copy the artifact ``source`` (a router using a static encoder) to ``out`` with the
+    encoder's files inside, as `tierwise export` bundles the ONNX encoder: the copy routes
+    anywhere with numpy and tokenizers, without the encoder's folder or torch."""
+    from tierwise.router.artifact import load_artifact, save_artifact
+    from tierwise.router.embed import get_embedder
+
+    art = load_artifact(Path(source))
+    spec = str((art.payload.get("embedder") or {}).get("spec", ""))
+    emb = get_embedder(spec) if spec.startswith("static:") else None
+    if not isinstance(emb, StaticEmbedder):
+        raise ConfigError(
+            f"{source}: the router's embedder must be a static encoder ('static:...'), got "
+            f"{spec!r}; use `tierwise export` for MiniLM routers."
+        )
+    config, vectors, tokenizer = emb.files
+    payload = {**art.payload, PAYLOAD_KEY: config}
+    arrays = {
+        **art.arrays,
+        VECTORS_ARRAY: np.frombuffer(vectors, dtype=np.uint8),
+        TOKENIZER_ARRAY: np.frombuffer(tokenizer.encode("utf-8"), dtype=np.uint8),
+    }
+    return save_artifact(Path(out), payload, arrays)
+
+
+def bundled_static(payload: dict[str, Any], arrays: dict[str, Any], where: str) -> StaticEmbedder:
+    """The static encoder carried by a loaded artifact (see :func:`bundle_static`)."""
+    missing = [k for k in (VECTORS_ARRAY, TOKENIZER_ARRAY) if k not in arrays]
+    if missing:
+        raise ArtifactError(
+            f"{where}: payload `{PAYLOAD_KEY}` is set but arrays {missing} are missing; "
+            "bundle the encoder again."
+        )
+    try:
+        tokenizer = arrays[TOKENIZER_ARRAY].tobytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{where}: `{TOKENIZER_ARRAY}` is not UTF-8 JSON.") from None
+    return StaticEmbedder.from_bytes(
+        payload[PAYLOAD_KEY], arrays[VECTORS_ARRAY].tobytes(), tokenizer, where=where
+    )
