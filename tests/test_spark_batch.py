@@ -12,31 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from runtime_helpers import hashing_artifact
+from spark_helpers import require_spark, spark_fixture
 
 from tierwise.experiments.cli import main
 from tierwise.experiments.commands.batch import route_file
-from tierwise.experiments.spark.session import java_version
 from tierwise.router.errors import ConfigError, DataError
 from tierwise.router.runtime import load_runtime
 
-pytest.importorskip("pyspark", reason="pyspark not installed: pip install 'tierwise[spark]'")
-if java_version() is None:
-    pytest.skip(
-        "no Java: the Spark tests need Java 17 (apt-get install openjdk-17-jre-headless)",
-        allow_module_level=True,
-    )
+require_spark()
+spark = spark_fixture()
 pytestmark = pytest.mark.integration
 
 WORDS = ["math", "code", "poem", "story", "physics", "history", "sql", "python", "love", "war"]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from tierwise.experiments.spark.session import get_session
-
-    session = get_session("local[2]", conf={"spark.default.parallelism": "2"})
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,27 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from spark_helpers import require_spark, spark_fixture
 from tracking_helpers import write_experiment
 
 from tierwise.experiments.cli import main
-from tierwise.experiments.spark.session import java_version
 
-pytest.importorskip("pyspark", reason="pyspark not installed: pip install 'tierwise[spark]'")
-if java_version() is None:
-    pytest.skip(
-        "no Java: the Spark tests need Java 17 (apt-get install openjdk-17-jre-headless)",
-        allow_module_level=True,
-    )
+require_spark()
+spark = spark_fixture()
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def spark():
-    from tierwise.experiments.spark.session import get_session
-
-    session = get_session("local[2]", conf={"spark.default.parallelism": "2"})
-    yield session
-    session.stop()
 
 
 def cache_keys(folder: Path) -> dict[tuple[str, str, bytes], bytes]:
