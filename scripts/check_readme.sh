@@ -92,12 +92,14 @@ commands() {  # VENV: every README command, in README order
   check "$v" "python: mlflow.pyfunc models:/…/1" "python $WORK/pyfunc_snippet.py"
   fi
   check "$v" "train routerbench_certified" "tierwise train configs/routerbench_certified.yaml"
-  check "$v" "export --int8" "tierwise export runs/routerbench/router.tierwise \
-    runs/routerbench/router-onnx.tierwise --int8 --overwrite 2>/dev/null \
-    || tierwise export runs/routerbench/router.tierwise runs/routerbench/router-onnx.tierwise --int8"
+  local onnx=runs/routerbench/router-onnx.tierwise  # the runtime venv writes its own copy
+  [ "$v" = runtime ] && onnx=runs/routerbench/router-onnx-runtime.tierwise
+  check "$v" "export --int8" "rm -rf $onnx; tierwise export runs/routerbench/router.tierwise \
+    $onnx --int8"
   check "$v" "serve + curl /route, empty prompt 422" "tierwise serve \
     runs/routerbench/router-onnx.tierwise --host 127.0.0.1 --port 8517 & pid=\$!; ok=1; \
-    for i in \$(seq 120); do sleep 1; curl -sf 127.0.0.1:8517/health >/dev/null && { ok=0; break; }; done; \
+    for i in \$(seq 120); do sleep 1; kill -0 \$pid 2>/dev/null || break; \
+      curl -sf 127.0.0.1:8517/health >/dev/null && { ok=0; break; }; done; \
     [ \$ok = 0 ] && curl -sf 127.0.0.1:8517/route -d '{\"prompt\": \"What is 2 + 2?\"}' \
     && code=\$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:8517/route -d '{\"prompt\": \"\"}') \
     && [ \"\$code\" = 422 ]; rc=\$?; kill \$pid 2>/dev/null; wait \$pid 2>/dev/null; exit \$rc"
