@@ -242,7 +242,7 @@ def recover_stale(
                 continue
         except RuntimeError:  # it finished after all (another process got there first)
             continue
-        if requeue:
+        if requeue and t.params:  # killed before its first suggestion: nothing to re-run
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         recovered.append(t.number)
     return recovered
