@@ -11,8 +11,9 @@ Run: ``python tests/fake_upstream.py [--port 0] [--behaviour module:function]``;
 - Usage counts whitespace-separated words (prompt: every message's text; completion: the answer).
 - Faults (``POST /_faults``, JSON): ``{"model": "m" or "*", "fail_next": N, "status": S, "body":
   {...}}`` answers the next N calls for that model with status S; ``{"drop_next": N}`` closes the
-  connection without answering; ``{"latency_s": x}`` delays every answer (streams: each chunk);
-  ``{"reset": true}`` clears every fault. ``GET /_stats``: calls per model and status.
+  connection without answering; ``{"latency_s": x}`` delays every answer, ``{"chunk_delay_s":
+  x}`` each streamed chunk; ``{"reset": true}`` clears every fault. ``GET /_stats``: calls per
+  model and status.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class State:
         self.lock = threading.Lock()
         self.faults: dict[str, dict[str, Any]] = {}
         self.latency_s = 0.0
+        self.chunk_delay_s = 0.0
         self.calls: dict[str, int] = {}
         self.statuses: dict[str, int] = {}
 
@@ -241,15 +243,19 @@ class Handler(BaseHTTPRequestHandler):
     def _event(self, obj: Any) -> None:
         self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
         self.wfile.flush()
+        if self.server.state.chunk_delay_s:
+            time.sleep(self.server.state.chunk_delay_s)
 
     def _set_faults(self, body: dict[str, Any]) -> None:
         state = self.server.state
         with state.lock:
             if body.get("reset"):
                 state.faults.clear()
-                state.latency_s = 0.0
+                state.latency_s = state.chunk_delay_s = 0.0
             if "latency_s" in body:
                 state.latency_s = float(body["latency_s"])
+            if "chunk_delay_s" in body:
+                state.chunk_delay_s = float(body["chunk_delay_s"])
             key = str(body.get("model", "*"))
             if body.get("fail_next"):
                 state.faults[key] = {"left": int(body["fail_next"]),

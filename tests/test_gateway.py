@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,24 @@ def test_routed_text_is_the_last_user_message_or_the_conversation() -> None:
     )
     with pytest.raises(ClientError, match="must hold a user message with text"):
         routed_text([{"role": "system", "content": "hi"}])
+
+
+def test_a_client_leaving_mid_stream_still_gets_its_record(setup: dict[str, Any]) -> None:
+    import httpx
+
+    gw, rest = setup["gw"], setup["rest"]
+    rest.fault(chunk_delay_s=0.2)
+    try:
+        body = {"model": "mid", "stream": True, "messages": [{"role": "user", "content": EASY}]}
+        with httpx.stream("POST", gw.base_url + "/chat/completions", json=body) as resp:
+            rid = resp.headers["x-tierwise-request-id"]
+            next(resp.iter_lines())  # one chunk, then hang up
+    finally:
+        rest.reset()
+    for _ in range(50):  # the upstream notices on its next write
+        records = [r for r in log_records(setup["root"] / "log") if r["request_id"] == rid]
+        if records:
+            break
+        time.sleep(0.1)
+    assert len(records) == 1 and records[0]["stream"] and records[0]["model"] == "mid"
+    assert ask(setup["client"], EASY, model="mid")[1]["x-tierwise-model"] == "mid"

@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tierwise.router import __version__
@@ -248,7 +249,12 @@ def create_gateway(
         out = await forwarder.send(ex.tier, ex.path, body, ex.stream)
         if out.stream is not None:
             return StreamingResponse(
-                relay(ex, out, wants_usage), 200, ex.headers(out), media_type="text/event-stream"
+                relay(ex, out, wants_usage),
+                200,
+                ex.headers(out),
+                media_type="text/event-stream",
+                # Runs even if the client left before the first chunk (relay never started).
+                background=BackgroundTask(end_stream, ex, out),
             )
         finish(ex, out, out.usage)
         if out.error is not None and out.error.retryable:
@@ -277,8 +283,16 @@ def create_gateway(
             }
             yield b"data: " + _json(msg) + b"\n\n"
         finally:
-            await stream.aclose()
+            await end_stream(ex, out)
+
+    async def end_stream(ex: Exchange, out: Outcome) -> None:
+        """Record a streamed request once, then close the upstream stream (idempotent)."""
+        stream = out.stream
+        assert stream is not None
+        if not out.finished:
+            out.finished = True  # before any await: a cancellation cannot skip the record
             finish(ex, out, stream.usage, stream.text)
+        await stream.aclose()
 
     def finish(ex: Exchange, out: Outcome, usage: Usage, text: str | None = None) -> None:
         if out.status == 200:

@@ -61,6 +61,7 @@ class Outcome:
     calls: list[dict[str, Any]] = field(default_factory=list)  # one per tier tried (tracing)
     attempts: int = 0
     upstream_s: float = 0.0
+    finished: bool = False  # a streamed request's record was written
 
     @property
     def fallback_reason(self) -> str | None:

@@ -121,8 +121,10 @@ class ChatStream:
     async def aclose(self) -> None:
         if self._release is not None:
             release, self._release = self._release, None
-            await self._response.aclose()
-            release()
+            try:
+                await self._response.aclose()
+            finally:  # even when cancelled (a client gone mid-stream): free the slot
+                release()
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:
