@@ -106,9 +106,8 @@ def fit_router(
     return Router(rcfg).fit(prep.train, cal, prices=prep.prices, progress=progress)
 
 
-def certification_split(prep: Prepared) -> CertificationSplit | None:
+def certification_split(cfg: ExperimentConfig, prep: Prepared) -> CertificationSplit | None:
     """With a target and cross-fitting, the calibration rows certification keeps to itself."""
-    cfg = prep.config
     if cfg.target is None or cfg.router.crossfit.folds < 2:
         return None
     from tierwise.eval.certification import split_for_certification
@@ -116,14 +115,16 @@ def certification_split(prep: Prepared) -> CertificationSplit | None:
     return split_for_certification(prep.calibration.prompts, seed=cfg.split.seed)
 
 
-def certify(router: Router, prep: Prepared, split: CertificationSplit | None) -> Certificate:
+def certify(
+    router: Router, cfg: ExperimentConfig, prep: Prepared, split: CertificationSplit | None
+) -> Certificate:
     """Certify the knob on the calibration split's held-out part. Cross-fitted: the calibrator
     part is scored with its out-of-fold predictions, the certification part (never seen by the
     predictor) with the shipped predictor."""
     from tierwise.eval.certification import certify_predictions, certify_router
     from tierwise.router.expected_cost import prompt_chars
 
-    target, seed = prep.config.target, prep.config.split.seed
+    target, seed = cfg.target, cfg.split.seed
     if target is None:
         raise ConfigError("certification needs a `target:` section in the experiment config")
     if split is None:
@@ -181,9 +182,9 @@ def train(
     """Fit, certify (with a target) and score a router once on test beside the baselines."""
     t0 = time.perf_counter()
     prep = prep or prepare(cfg, progress=progress)
-    split = certification_split(prep)
+    split = certification_split(cfg, prep)
     router = fit_router(prep, cfg.router, progress=progress, certification=split)
-    certificate = certify(router, prep, split) if cfg.target is not None else None
+    certificate = certify(router, cfg, prep, split) if cfg.target is not None else None
     report, name, index = evaluate_on_test(router, prep, progress=progress)
     result = TrainResult(router, report, name, index, time.perf_counter() - t0)
     result.certificate = certificate
