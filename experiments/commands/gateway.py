@@ -140,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--mlflow-tracking-uri",
         default=None,
-        help="MLflow store (default: $MLFLOW_TRACKING_URI or ./mlruns)",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else MLflow's default store)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument(
