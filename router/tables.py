@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from tabulate import SEPARATING_LINE, tabulate
 
 __all__ = ["SEPARATOR", "num", "pct", "text_table", "usd"]
 
 SEPARATOR: Any = SEPARATING_LINE  # a row of this value draws a rule between groups of rows
-
-Align = Literal["left", "right", "center"]
-
 
 def _finite(x: Any) -> bool:
     return x is not None and math.isfinite(float(x))
@@ -50,13 +47,14 @@ def text_table(
     rows: Sequence[Sequence[Any]],
     headers: Sequence[str],
     *,
-    align: Sequence[Align] | None = None,
+    align: Sequence[str] | None = None,
     indent: str = "",
 ) -> str:
     """An aligned table: header, a rule under it, the rows (``SEPARATOR`` rows draw a rule).
 
-    ``align``: one entry per column (default: first column left, the others right, as
-    numbers read best). Cells are printed as given (``str()``), never re-parsed as numbers.
+    ``align``: one of ``left``/``right``/``center`` per column (default: first column left,
+    the others right, as numbers read best). Cells are printed as given (``str()``), never
+    re-parsed as numbers.
     """
     n = len(headers)
     colalign = list(align) if align is not None else ["left", *["right"] * (n - 1)]

@@ -17,7 +17,7 @@ from tierwise.experiments.tracking.runs import CURVE_TAG
 from tierwise.experiments.tracking.store import find_experiment, tracking_errors
 from tierwise.experiments.tracking.sync import search_all
 from tierwise.router.errors import ConfigError
-from tierwise.router.tables import SEPARATOR, Align, text_table
+from tierwise.router.tables import SEPARATOR, text_table
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -149,7 +149,7 @@ def format_table(runs: list[PolicyRun], *, sort: str) -> str:
     n_routers = sum(r.kind != "trial" for r in runs)
     if 0 < n_routers < len(rows):
         rows.insert(n_routers, SEPARATOR)  # trained and chosen routers above, trials below
-    align: list[Align] = ["left"] * 5 + ["right"] * len(COLUMNS) + ["left"]
+    align = ["left"] * 5 + ["right"] * len(COLUMNS) + ["left"]
     out = [text_table(rows, header, align=align)]
     note = f"sorted by {sort} (trained and chosen routers first, then tuning trials)"
     if len({r.split for r in runs}) > 1:
