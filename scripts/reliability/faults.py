@@ -311,4 +311,3 @@ def run(workdir: Path) -> list[dict[str, Any]]:
             outcome, detail = "crashed", f"{type(err).__name__}: {err}"
         out.append(probe(CATEGORY, name, outcome, detail))
     return out
-

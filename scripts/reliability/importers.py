@@ -249,4 +249,3 @@ def run(workdir: Path) -> list[dict[str, Any]]:
         _write(folder, files)
         out.append(_one(name, folder, data, expect))
     return out
-
