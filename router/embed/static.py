@@ -161,8 +161,8 @@ def bundle_static(source: str | os.PathLike[str], out: str | os.PathLike[str]) -
     """Copy the artifact ``source`` (a router using a static encoder) to ``out`` with the
     encoder's files inside, as `tierwise export` bundles the ONNX encoder: the copy routes
     anywhere with numpy and tokenizers, without the encoder's folder or torch."""
-    from tierwise.router.artifact import load_artifact, save_artifact
-    from tierwise.router.embed import get_embedder
+    from tierwise.router.artifact._store import load_artifact, save_artifact
+    from tierwise.router.embed.base import get_embedder
 
     art = load_artifact(Path(source))
     spec = str((art.payload.get("embedder") or {}).get("spec", ""))
