@@ -10,6 +10,7 @@ use, so they are edges too. A circle fails the test and is printed as `a -> b ->
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,8 +64,9 @@ def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
-    """module -> the tierwise modules it imports at run time."""
+    """module -> the tierwise modules it imports at run time (parsed once per session)."""
     files = module_files()
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
