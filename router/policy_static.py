@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tierwise.router.errors import ConfigError
-from tierwise.router.policies import _POLICIES, FloatArray, IntArray, Policy, _check, _check_knob
+from tierwise.router.policies import (
+    FloatArray,
+    IntArray,
+    Policy,
+    check_inputs,
+    check_knob,
+    register_policy,
+)
 
 
 def models_by_cost(quality: Any, cost: Any) -> list[int]:
@@ -38,6 +45,7 @@ def _uniform(p: FloatArray, c: FloatArray) -> FloatArray:
     return out
 
 
+@register_policy("static")
 class StaticMixturePolicy(Policy):
     """Route every prompt by the knob alone; ``models``: column indices, cheapest first.
 
@@ -54,7 +62,6 @@ class StaticMixturePolicy(Policy):
     True
     """
 
-    name = "static"
     example_params: ClassVar[dict[str, Any]] = {"models": [0, 1, 2]}  # conformance tests
 
     def __init__(
@@ -79,8 +86,8 @@ class StaticMixturePolicy(Policy):
         return {"models": self.models, "replaced": self.replaced, "evidence": self.evidence}
 
     def choose(self, p_success: Any, expected_cost: Any, knob: float) -> IntArray:
-        p, c = _check(p_success, expected_cost)
-        k = min(max(_check_knob(knob), 0.0), float(len(self.models) - 1))
+        p, c = check_inputs(p_success, expected_cost)
+        k = min(max(check_knob(knob), 0.0), float(len(self.models) - 1))
         if max(self.models) >= p.shape[1]:
             raise ConfigError(
                 f"static policy routes to model column {max(self.models)}, but there are "
@@ -97,10 +104,6 @@ class StaticMixturePolicy(Policy):
         """Integer knobs only (each single model): a swept curve of many hashed mixtures would,
         on a small sample, collect the lucky ones and look better than the mixture it is. One
         model still gives two (equal) knobs: a swept curve, which reports score as a curve."""
-        _check(p_success, expected_cost)
+        check_inputs(p_success, expected_cost)
         top = len(self.models) - 1
         return np.minimum(np.arange(max(top + 1, 2)), top).astype(np.float64)
-
-
-# Registered from here (router.core imports this module) until router/policies grows a registry.
-_POLICIES.setdefault(StaticMixturePolicy.name, StaticMixturePolicy)

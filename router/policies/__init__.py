@@ -42,7 +42,6 @@ from tierwise.router.policies.base import (
     reference_cost,
 )
 from tierwise.router.policies.registry import (
-    _REGISTRY,
     available_policies,
     get_policy,
     policy_class,
@@ -50,12 +49,6 @@ from tierwise.router.policies.registry import (
 )
 from tierwise.router.policies.threshold import ThresholdPolicy
 from tierwise.router.policies.utility import UtilityPolicy
-
-# Old private names, kept while router/policy_static.py (issue 12) still imports them; a policy
-# module should use register_policy and the public check_inputs/check_knob instead.
-_POLICIES = _REGISTRY
-_check = check_inputs
-_check_knob = check_knob
 
 __all__ = [
     "FloatArray",
