@@ -56,7 +56,7 @@ def test_registry_lists_the_four_implementations() -> None:
 
 
 def test_unknown_name_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"must be one of \['knn', 'logreg', 'mf', 'mlp'"):
+    with pytest.raises(ConfigError, match=r"must be one of \['irt', 'knn', 'logreg', 'mf', 'mlp'"):
         get_predictor("forest")
 
 
