@@ -61,6 +61,9 @@ def test_training_from_spark_embeddings_equals_local_training(
     # A second run finds everything cached already and adds nothing.
     assert main([*argv]) == 0
     assert "(0 new in the cache)" in capsys.readouterr().out
+    # The local engine of the same command fills exactly the same keys and vectors.
+    assert main(["embed", str(cfg_path), "--cache-dir", str(tmp_path / "c3"), "--no-progress"]) == 0
+    assert cache_keys(tmp_path / "c3") == filled
 
 
 def test_minilm_runs_on_executors_as_its_onnx_export_with_the_torch_keys(tmp_path) -> None:
