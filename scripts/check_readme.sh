@@ -28,7 +28,9 @@ check() {
   if [ $rc -eq 0 ]; then
     log ok "$venv: $name" "$took"
   elif [ "$venv" = runtime ] && grep -q "pip install 'tierwise\[" <<<"$out" \
-      && ! grep -q Traceback <<<"$out"; then
+      && { ! grep -q Traceback <<<"$out" \
+           || tail -n 1 <<<"$out" | grep -q "^tierwise.router.errors.ConfigError: .*pip install"; }
+  then  # a CLI prints one line; a Python snippet raises ConfigError naming the extra
     log install "$venv: $name" "$(grep -o "pip install 'tierwise\[[a-z]*\]'" <<<"$out" | head -1) $took"
   else
     log FAIL "$venv: $name" "exit $rc $took"
