@@ -94,6 +94,20 @@ def test_a_folder_of_jsonl_parts_numbers_rows_as_one_file(spark, artifact, tmp_p
     assert got.set_index("row").loc[[6, 10, 21], "error"].str.contains("JSON|no `prompt`|str").all()
 
 
+def test_csv_quotes_newlines_and_empty_cells_read_as_locally(spark, artifact, tmp_path) -> None:
+    from tierwise.experiments.spark.batch import route_spark
+
+    src = tmp_path / "in.csv"
+    src.write_text(
+        'id,prompt\n1,math code\n2,""\n3,"multi\nline, with comma"\n4,\n5,"say ""hi"""\n',
+        encoding="utf-8",
+    )
+    route_spark(spark, artifact, str(src), tmp_path / "out.parquet", keep=["id"])
+    got = spark_output(tmp_path / "out.parquet")
+    pd.testing.assert_frame_equal(got, local_output(artifact, src, tmp_path / "l.parquet", ["id"]))
+    assert list(got["error"].notna()) == [False, True, False, True, False]
+
+
 def test_router_loaded_once_per_worker_and_never_torch(spark, artifact, tmp_path) -> None:
     import sys
 

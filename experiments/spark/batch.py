@@ -79,6 +79,8 @@ def read_input(spark: Any, source: str, column: str, keep: list[str]) -> SparkIn
         frame = frame.unionByName(other)
     if fmt == "jsonl":
         return SparkInput(frame, "jsonl", source)
+    if fmt == "csv":  # an empty unquoted cell is "" for the local reader, null for Spark's
+        frame = frame.na.fill("")
     return SparkInput(_check_columns(frame, str(files[0]), column, keep), "columns", source)
 
 
