@@ -299,7 +299,8 @@ def test_tracking_config_defaults_and_overrides(monkeypatch, tmp_path):
         load_experiment(bad)
 
 
-def test_train_with_tracking_down_warns_fast_and_keeps_the_artifact(tmp_path, capsys):
+def test_train_with_tracking_down_warns_fast_and_keeps_the_artifact(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the unlogged run is kept in ./runs/down/mlflow-pending
     uri = f"http://127.0.0.1:{free_port()}"
     cfg = write_experiment(tmp_path, name="down", uri=uri, n=80)
     t0 = time.monotonic()
@@ -308,6 +309,7 @@ def test_train_with_tracking_down_warns_fast_and_keeps_the_artifact(tmp_path, ca
     err = capsys.readouterr().err
     assert "warning: run not tracked" in err and uri in err
     assert (tmp_path / "o" / "router.tierwise").exists()
+    assert len(list((tmp_path / "runs" / "down" / "mlflow-pending").glob("*/record.json"))) == 1
     assert main(["track", "check", str(cfg)]) == 2
     assert "unreachable" in capsys.readouterr().err
 
