@@ -80,3 +80,12 @@ def test_bad_set_is_one_line(tmp_path, cache_env, capsys):
     assert main(["bench", str(cfg), "--seeds", "0", "--set", "nonsense.key=1"]) == 2
     err = capsys.readouterr().err
     assert "`--set` produced an invalid router config" in err and "Traceback" not in err
+
+
+def test_set_embedder_switches_the_encoder(tmp_path, cache_env):
+    cfg = write_routing_log(tmp_path, n=60)
+    args = ["bench", str(cfg), "--seeds", "0", "--predictors", "knn", "--no-progress"]
+    assert main([*args, "--set", "embedder.name=hashing:32"]) == 0
+    with sqlite3.connect(cache_env / "embeddings.sqlite3") as db:
+        dims = {int(d) for (d,) in db.execute("select dim from spaces")}
+    assert dims == {32}  # embedded by the overriding encoder, not the config's hashing:64

@@ -20,6 +20,7 @@ import numpy as np
 from tierwise.eval.dataset import RoutingDataset
 from tierwise.experiments.config import ExperimentConfig, load_dataset, load_experiment
 from tierwise.experiments.training import cache_dir
+from tierwise.router.config import RouterConfig
 from tierwise.router.embed import Embedder
 
 SUBSAMPLE_SEED = 12345
@@ -69,10 +70,11 @@ class Embeddings:
         self._memo: dict[tuple[int, str], np.ndarray] = {}
 
     @classmethod
-    def for_config(cls, cfg: ExperimentConfig) -> Embeddings:
+    def for_config(cls, router: RouterConfig) -> Embeddings:
+        """The embedder and cache a router config names (after any ``--set`` overrides)."""
         from tierwise.router.embed import get_embedder
 
-        return cls(get_embedder(cfg.router.embedder.name), cache_dir(cfg.router))
+        return cls(get_embedder(router.embedder.name), cache_dir(router))
 
     def normalizer(self, mode: str) -> Any:
         from tierwise.router.normalize import NormalizationConfig, Normalizer

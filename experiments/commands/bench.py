@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``tierwise bench``; returns the exit code."""
     from tierwise.experiments.bench.data import Embeddings, load_bench_data
     from tierwise.experiments.bench.engine import Grid, Result, run_dataset
-    from tierwise.experiments.bench.spec import parse_sets
+    from tierwise.experiments.bench.spec import parse_sets, with_overrides
     from tierwise.experiments.bench.summary import (
         aggregate,
         read_json,
@@ -130,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
         data = load_bench_data(path, args.max_prompts or None)
         notes[data.key] = data.note
         print(f"== {data.key}: {data.note}", file=sys.stderr, flush=True)
-        key = data.config.router.embedder.name + "|" + str(data.config.router.cache_dir)
+        router = with_overrides(data.config.router, grid.overrides)  # --set embedder.name too
+        key = router.embedder.name + "|" + str(router.cache_dir)
         if key not in embeddings:
-            embeddings[key] = Embeddings.for_config(data.config)
+            embeddings[key] = Embeddings.for_config(router)
         results += run_dataset(data, embeddings[key], grid, progress=progress, log=log)
         if args.json:  # after every dataset: an interrupted run keeps what it measured
             write_json(args.json, results, notes, time.perf_counter() - t0)
