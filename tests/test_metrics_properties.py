@@ -122,7 +122,10 @@ def test_realized_random_mixture_stays_near_the_zero_router(data, frac, seed):
     # Realized noise: at most one prompt's worth of rounding plus sampling of which prompts move.
     n = q.shape[0]
     spread = q.max() - q.min() + 1e-12
-    assert pq[0] <= frontier_value(hc, hq, pc)[0] + spread * 2.5 / np.sqrt(n) + 1.0 / n
+    # Which prompts move is random, so the realized cost can land below the cheapest vertex
+    # (the expensive model drawn on cheap prompts): compare with the hull extended flat there.
+    hull = max(frontier_value(hc, hq, pc)[0], float(np.interp(pc[0], hc, hq)))
+    assert pq[0] <= hull + spread * 2.5 / np.sqrt(n) + 1.0 / n
 
 
 @FAST

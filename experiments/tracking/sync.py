@@ -10,7 +10,7 @@ trial's callback, the next run, or `tierwise track sync CONFIG` — logs whateve
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -185,8 +185,14 @@ def sync_study(
     prep: Prepared | None = None,
     tracking_uri: str | None = None,
     tracking: ResolvedTracking | None = None,
+    owns: Callable[[optuna.trial.FrozenTrial], bool] | None = None,
 ) -> SyncResult:
     """Log every finished trial of ``study`` that MLflow does not have yet.
+
+    With ``owns``, only the trials it accepts are logged (and only their half-written runs are
+    rewritten): a tune worker passes its own trials, so that two workers of one study never
+    log the same trial twice, nor delete a run another worker is still writing. Without it
+    (``tierwise track sync``) every trial is caught up.
 
     Raises TrackingUnavailable (within seconds) when the store is down; call again later.
     """
@@ -201,17 +207,19 @@ def sync_study(
             exp_id,
             f"tags.`tierwise.kind` = 'trial' and tags.`tierwise.study` = '{_q(study.study_name)}'",
         )
+        trials = study.get_trials(deepcopy=False)
+        mine = {t.number for t in trials if owns is None or owns(t)}
         done: set[int] = set()
         for run in children:
             number = int(run.data.tags.get("tierwise.trial_number", -1))
-            if run.data.tags.get(SYNCED_TAG) == "1":
+            if run.data.tags.get(SYNCED_TAG) == "1" or number not in mine:
                 done.add(number)
             else:  # an outage cut it short: write it again, whole
                 client.delete_run(run.info.run_id)
                 result.rewritten.append(number)
         result.existing = len(done)
-        for trial in study.get_trials(deepcopy=False):
-            if trial.state.is_finished() and trial.number not in done:
+        for trial in trials:
+            if trial.state.is_finished() and trial.number not in done and trial.number in mine:
                 log_trial(client, exp_id, parent_id, study, trial)
                 result.logged.append(trial.number)
                 done.add(trial.number)

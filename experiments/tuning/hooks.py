@@ -3,7 +3,8 @@
 The tuner knows nothing of MLflow: it calls ``on_trial_end`` callbacks with each finished
 trial, and this one asks ``experiments.tracking.sync.sync_study`` to log whatever the store does
 not have yet (idempotent), at most every ``every_s`` seconds so the study is not slowed down,
-and once more at the end. When tracking is unavailable (package missing, server down) the call
+and once more at the end. A worker logs its own trials and those of workers that died on this
+host (see :func:`owned_here`): two live workers of one study never both log a trial. When tracking is unavailable (package missing, server down) the call
 fails fast, the study's wrapper prints one warning and the trials stay in the Optuna storage;
 `tierwise track sync CONFIG` backfills later.
 """
@@ -47,7 +48,9 @@ class TrackingHook:
     def sync(self, study: optuna.Study) -> Any:
         from tierwise.experiments.tracking.sync import sync_study
 
-        return sync_study(study, cfg=self.cfg, prep=self.prep, tracking_uri=self.tracking_uri)
+        return sync_study(
+            study, cfg=self.cfg, prep=self.prep, tracking_uri=self.tracking_uri, owns=owned_here
+        )
 
     def chosen(self, study: optuna.Study, report: TuneReport) -> list[str]:
         """Log each chosen router (test metrics, artifact, Pareto chart) under the study's run."""
@@ -69,6 +72,19 @@ class TrackingHook:
                 )
             )
         return run_ids
+
+
+def owned_here(trial: FrozenTrial) -> bool:
+    """Whether this worker logs ``trial``: its own, one with no recorded worker (older
+    studies), or one of a worker that died on this host. A live worker's trials, and those of
+    other hosts' workers, are theirs to log (or `tierwise track sync`'s)."""
+    from tierwise.experiments.tuning.study import _alive, worker_id
+
+    worker = str(trial.user_attrs.get("worker", ""))
+    if not worker or worker == worker_id():
+        return True
+    host, _, pid = worker.rpartition(":")
+    return host == worker_id().rpartition(":")[0] and pid.isdigit() and not _alive(int(pid))
 
 
 def tracking_available() -> bool:
