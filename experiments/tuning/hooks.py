@@ -4,9 +4,10 @@ The tuner knows nothing of MLflow: it calls ``on_trial_end`` callbacks with each
 trial, and this one asks ``experiments.tracking.sync.sync_study`` to log whatever the store does
 not have yet (idempotent), at most every ``every_s`` seconds so the study is not slowed down,
 and once more at the end. A worker logs its own trials and those of workers that died on this
-host (see :func:`owned_here`): two live workers of one study never both log a trial. When tracking is unavailable (package missing, server down) the call
-fails fast, the study's wrapper prints one warning and the trials stay in the Optuna storage;
-`tierwise track sync CONFIG` backfills later.
+host (see :func:`owned_here`): two live workers of one study never both log a trial. When
+tracking is unavailable (package missing, server down) the call fails fast, the study's wrapper
+prints one warning and the trials stay in the Optuna storage; `tierwise track sync CONFIG`
+backfills later.
 """
 
 from __future__ import annotations
