@@ -18,6 +18,7 @@ from test_tune_resume import PG_URL, _env, _states, _tune_cmd
 
 from tierwise.experiments.cli import main
 from tierwise.experiments.tuning.storage import open_storage
+from tierwise.experiments.tuning.study import UNNAMED_GRACE_S
 
 
 def _finished(study: object) -> int:
@@ -99,6 +100,7 @@ def test_killed_worker_leaves_no_running_trial_and_counts_are_true(kind, tmp_pat
                 time.sleep(0.05)
     finally:
         os.kill(a.pid, signal.SIGKILL)  # mid-trial, while B runs
+        killed_at = time.monotonic()
         a.wait()
         a.communicate()
     try:
@@ -110,6 +112,9 @@ def test_killed_worker_leaves_no_running_trial_and_counts_are_true(kind, tmp_pat
         # If B ended before A was killed, A's trial is failed by the next run, even one with
         # nothing left to do, well within A's heartbeat grace period.
         done = sum(len(v) for k, v in _states(study).items() if k in ("COMPLETE", "PRUNED"))
+        # A may have died between creating a trial and naming itself on it: such a trial is
+        # recognised once it has been unnamed for UNNAMED_GRACE_S.
+        time.sleep(max(0.0, UNNAMED_GRACE_S + 0.5 - (time.monotonic() - killed_at)))
         assert main(_tune_cmd(path, *args, "--trials", str(done))[3:]) == 0
         study = load()
         after = _states(study)

@@ -43,6 +43,7 @@ TrialHook = Callable[["optuna.Study", "FrozenTrial"], None]
 FINGERPRINT_ATTR = "tierwise.fingerprint"
 DESCRIPTION_ATTR = "tierwise.description"
 MAX_CONSECUTIVE_FAILURES = 5
+UNNAMED_GRACE_S = 5.0  # a RUNNING trial with no worker named after this long was orphaned
 MAX_CATCH_UP = 3  # optimize() rounds to re-run trials of workers that died meanwhile
 
 
@@ -224,7 +225,11 @@ def recover_stale(
     A worker on this host is gone when its process is; for a database, a worker elsewhere when
     its heartbeat is older than the grace period (Optuna checks that only when a trial starts,
     so a resumed study that finishes quickly would otherwise leave the trial RUNNING forever).
+    A trial still unnamed ``UNNAMED_GRACE_S`` after it started is stale too: a live worker
+    names its trial right after creating it (:func:`_owned`), so its process died in between.
     """
+    import datetime
+
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -235,7 +240,11 @@ def recover_stale(
         h, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
         tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         dead_here = h == host and pid.isdigit() and not _alive(int(pid))
-        if not dead_here and tid not in stale:
+        started = t.datetime_start or datetime.datetime.now()
+        unnamed = not h and not pid and (
+            (datetime.datetime.now() - started).total_seconds() > UNNAMED_GRACE_S
+        )
+        if not dead_here and not unnamed and tid not in stale:
             continue
         try:
             if not storage.set_trial_state_values(tid, TrialState.FAIL):
