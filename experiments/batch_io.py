@@ -317,6 +317,19 @@ def counts_table(counts: Counter[str], routed: int) -> str:
     return text_table(rows, ["model", "rows", "share"], indent="  ")
 
 
+def report_summary(
+    rows: int, errors: int, seconds: float, counts: Counter[str], output: Any, where: str = ""
+) -> int:
+    """Print a batch run's one-line summary and per-model table; the command's exit code
+    (1 when any row failed). ``where`` names the engine, e.g. " on Spark (local[2])"."""
+    rate = rows / seconds if seconds > 0 else float("inf")
+    speed = f"{seconds:.1f}s ({rate:.0f}/s)"
+    print(f"{rows} rows routed{where} in {speed}, {errors} errors -> {output}")
+    if counts:
+        print(counts_table(counts, rows - errors))
+    return 1 if errors else 0
+
+
 def route_rows(
     router: Any, rows: list[Row], knob: float | None, column: str, keep: list[str]
 ) -> list[dict[str, Any]]:

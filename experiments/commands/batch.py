@@ -20,10 +20,10 @@ from tierwise.experiments.batch_io import (
     OUTPUT_COLUMNS,
     Row,
     Writer,
-    counts_table,
     file_format,
     parquet_rows,
     read_rows,
+    report_summary,
     route_rows,
 )
 from tierwise.router.errors import ConfigError, DataError
@@ -200,11 +200,4 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
-    rate = s.rows / s.seconds if s.seconds > 0 else float("inf")
-    print(
-        f"{s.rows} rows routed in {s.seconds:.1f}s ({rate:.0f}/s), {s.errors} errors -> "
-        f"{args.output}"
-    )
-    if s.counts:
-        print(counts_table(s.counts, s.rows - s.errors))
-    return 1 if s.errors else 0
+    return report_summary(s.rows, s.errors, s.seconds, s.counts, args.output)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierwise.experiments.batch_io import FORMATS, OUTPUT_COLUMNS, counts_table, file_format
+from tierwise.experiments.batch_io import FORMATS, OUTPUT_COLUMNS, file_format, report_summary
 from tierwise.experiments.spark.worker import ROW, ArtifactBytes, NumberRows, RouteTask
 from tierwise.router.errors import ConfigError, DataError
 
@@ -293,11 +293,5 @@ def run_batch(args: Any) -> int:
         overwrite=args.overwrite,
         partitions=args.partitions,
     )
-    rate = s.rows / s.seconds if s.seconds > 0 else float("inf")
-    print(
-        f"{s.rows} rows routed on Spark ({spark.sparkContext.master}) in {s.seconds:.1f}s "
-        f"({rate:.0f}/s), {s.errors} errors -> {args.output}"
-    )
-    if s.counts:
-        print(counts_table(s.counts, s.rows - s.errors))
-    return 1 if s.errors else 0
+    where = f" on Spark ({spark.sparkContext.master})"
+    return report_summary(s.rows, s.errors, s.seconds, s.counts, args.output, where)
